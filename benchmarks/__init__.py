@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that measure bestiary and print the figure with its method."""

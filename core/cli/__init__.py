@@ -1,0 +1,84 @@
+"""The ``bestiary`` command line.
+
+Subcommands are imported only when invoked, so ``bestiary list`` pays for nothing else. Errors
+that users can fix print one line on stderr with the remedy: exit code 2 for usage errors and
+unknown names, 1 for other failures.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+import click
+
+from .._version import __version__
+from ..plugins import ENV_STRICT, PluginLoadError, get_host
+from ..registry import LookupFailure
+
+#: Subcommand name -> "module:attribute" under bestiary.cli, imported on use.
+COMMANDS = {
+    "list": "catalog:list_command",
+    "info": "catalog:info_command",
+    "plugins": "plugins:plugins_group",
+}
+
+
+class NameProblem(click.ClickException):
+    """An unknown or ambiguous name: a usage error (exit 2) without the usage banner."""
+
+    exit_code = 2
+
+
+class BestiaryGroup(click.Group):
+    """A group whose commands load lazily and whose known errors become clean CLI errors."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        return command
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        if args and self.get_command(ctx, name) is None and not name.startswith("-"):
+            import difflib
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=3)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise click.UsageError(f"no such command {name!r}.{hint} See `bestiary --help`.", ctx)
+        return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LookupFailure as exc:
+            raise NameProblem(str(exc)) from exc
+        except PluginLoadError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=BestiaryGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bestiary")
+@click.option(
+    "--strict-plugins",
+    is_flag=True,
+    help=f"Fail when any plugin fails to load (also {ENV_STRICT}=1).",
+)
+def main(strict_plugins: bool) -> None:
+    """bestiary: a plugin-based model zoo for PyTorch.
+
+    List what the installed plugins offer with `bestiary list`, look one entry up with
+    `bestiary info NAME`, and check plugins with `bestiary plugins`.
+    """
+    if strict_plugins:
+        os.environ[ENV_STRICT] = "1"  # inherited by worker processes too
+        get_host().strict = True

@@ -1,0 +1,106 @@
+"""Hook specifications: every extension point of bestiary.
+
+A plugin is a module (or any object) with functions marked ``@hookimpl`` whose names match the
+specifications below. Built-in plugins live in ``bestiary.plugins``; third-party packages declare
+theirs in the entry-point group ``bestiary``::
+
+    [project.entry-points.bestiary]
+    myzoo = "myzoo.plugin"
+
+Registration hooks
+------------------
+Each hook named ``register_<kind>`` adds entries to the registry table ``<kind>``; adding such a
+hook here is all it takes to create a new kind (the CLI lists it with no change). The host calls
+them once, lazily, on the first lookup, and passes a ``register`` callback::
+
+    register(name, factory, *, task=None, description="", tags=(), defaults=None,
+             search_space=None, metadata=None)
+
+``name`` is lower-snake (``resnet50``); ``factory`` is an import string
+``"package.module:attr"`` or a callable that does its heavy imports (torch, timm, ...) inside, so
+that registering stays cheap. ``defaults`` are keyword arguments for the factory, ``search_space``
+feeds the tuner, ``metadata`` holds static facts (JSON values). The host validates each entry and
+records its provenance (plugin, distribution, version). A registration hook must not import
+torch, return nothing, and raise nothing: a plugin whose hook raises, or which registers an
+invalid entry, is skipped as a whole and reported by ``bestiary plugins``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .plugins import Register
+
+PROJECT = "bestiary"
+
+#: Marker for hook specifications (used only by bestiary itself).
+hookspec = pluggy.HookspecMarker(PROJECT)
+#: Marker for hook implementations: ``from bestiary import hookimpl``.
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+#: Prefix that makes a hook a registration hook for the kind named by the rest of its name.
+REGISTER_PREFIX = "register_"
+
+
+@hookspec
+def register_architectures(register: Register) -> None:
+    """Register model architectures.
+
+    An architecture's factory builds a ``torch.nn.Module`` from keyword arguments (for example
+    ``num_classes``, ``in_chans``, ``img_size``) merged over the entry's ``defaults``. Declare the
+    ``task`` it solves (``image-classification``, ``forecasting``) so runs pairing it with a
+    dataset of another task fail before training starts, and put a ``search_space`` in the entry
+    for the tuner.
+
+    :param register: callback adding one entry per call; see the module docstring for its
+        arguments.
+    :return: nothing; results of this hook are ignored.
+    """
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register datasets.
+
+    A dataset's factory returns the data for a run (its splits and what the task needs to know
+    about them, such as the number of classes or the frequency of a series). Datasets ship with
+    installed packages or are generated locally: a factory must never download. Declare the
+    ``task`` the dataset serves and recommended settings (input size, prediction length) in
+    ``metadata``.
+
+    :param register: callback adding one entry per call; see the module docstring for its
+        arguments.
+    :return: nothing; results of this hook are ignored.
+    """
+
+
+@hookspec
+def register_metrics(register: Register) -> None:
+    """Register evaluation metrics.
+
+    A metric's factory returns an object that accumulates over batches and computes a value at
+    the end, so that evaluating in one go and over many batches agree. Declare the ``task`` it
+    applies to and, in ``metadata``, whether larger is better (``{"higher_is_better": true}``).
+
+    :param register: callback adding one entry per call; see the module docstring for its
+        arguments.
+    :return: nothing; results of this hook are ignored.
+    """
+
+
+@hookspec
+def register_strategies(register: Register) -> None:
+    """Register scaling strategies (single process, data parallel, sharded, tensor, pipeline).
+
+    A strategy's factory returns the object that wraps the model, optimizer and data loaders for a
+    run, runs a training step, reduces metrics across processes and writes checkpoints. Leave
+    ``task`` as ``None``: strategies serve every task. State in ``metadata`` what the strategy
+    needs (for example ``{"min_world_size": 2}``).
+
+    :param register: callback adding one entry per call; see the module docstring for its
+        arguments.
+    :return: nothing; results of this hook are ignored.
+    """

@@ -1,0 +1,1 @@
+"""Built-in plugins, one small package each, written against the public hooks only."""

@@ -1,0 +1,164 @@
+"""Typed tables of entries: lookup by bare or qualified name, listing with patterns and filters."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Iterator, Sequence
+from fnmatch import fnmatchcase
+
+from .entry import Entry
+from .errors import (
+    AmbiguousEntryError,
+    DuplicateEntryError,
+    UnknownEntryError,
+    UnknownKindError,
+    singular,
+)
+
+
+class Table:
+    """All entries of one kind.
+
+    Lookups go through one dictionary holding every qualified name and every bare name that only
+    one plugin registered, so a hit costs one dict access; misses take the slow path that explains.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}  # qualified name -> entry
+        self._bare: dict[str, list[Entry]] = {}
+        self._index: dict[str, Entry] = {}
+
+    def add(self, entry: Entry) -> None:
+        """Add ``entry``; a second entry with the same qualified name is refused."""
+        if entry.kind != self.kind:
+            raise ValueError(f"entry of kind {entry.kind!r} added to table {self.kind!r}")
+        qualified = entry.qualified_name
+        if qualified in self._entries:
+            raise DuplicateEntryError(
+                f"{singular(self.kind)} {qualified!r} is registered twice by plugin "
+                f"{entry.provenance.plugin!r}"
+            )
+        self._entries[qualified] = entry
+        self._index[qualified] = entry
+        same = self._bare.setdefault(entry.name, [])
+        same.append(entry)
+        if len(same) == 1:
+            self._index[entry.name] = entry
+        else:
+            self._index.pop(entry.name, None)
+
+    def get(self, name: str) -> Entry:
+        """Return the entry called ``name`` (bare or ``plugin:name``).
+
+        :raises AmbiguousEntryError: a bare name that several plugins registered.
+        :raises UnknownEntryError: no such entry; the error lists close matches.
+        """
+        try:
+            return self._index[name]
+        except KeyError:
+            pass
+        same = self._bare.get(name)
+        if same:
+            raise AmbiguousEntryError(
+                self.kind,
+                name,
+                [(e.qualified_name, e.provenance.distribution, e.provenance.version) for e in same],
+            )
+        raise UnknownEntryError(self.kind, name, self.suggest(name))
+
+    def suggest(self, name: str, n: int = 5) -> list[str]:
+        """Names close to ``name``, best first."""
+        words = list(self._bare) + list(self._entries)
+        close = difflib.get_close_matches(name, words, n=n, cutoff=0.6)
+        if len(close) < n:
+            stem = name.split(":")[-1]
+            close += [w for w in sorted(self._bare) if stem and w.startswith(stem) and w not in close]
+        return close[:n]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index or name in self._bare
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(sorted(self._entries.values(), key=lambda e: (e.name, e.qualified_name)))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def select(
+        self,
+        include: str | Sequence[str] | None = None,
+        exclude: str | Sequence[str] | None = None,
+        *,
+        task: str | None = None,
+        tag: str | None = None,
+        plugin: str | None = None,
+    ) -> list[Entry]:
+        """Entries matching any ``include`` pattern and no ``exclude`` pattern (fnmatch, matched
+        against both the bare and the qualified name), filtered by task, tag and plugin."""
+        includes = _patterns(include)
+        excludes = _patterns(exclude)
+        out = []
+        for entry in self:
+            names = (entry.name, entry.qualified_name)
+            if includes and not any(fnmatchcase(n, p) for p in includes for n in names):
+                continue
+            if excludes and any(fnmatchcase(n, p) for p in excludes for n in names):
+                continue
+            if task is not None and entry.task != task:
+                continue
+            if tag is not None and tag not in entry.tags:
+                continue
+            if plugin is not None and entry.provenance.plugin != plugin:
+                continue
+            out.append(entry)
+        return out
+
+
+def _patterns(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+class Registry:
+    """One :class:`Table` per kind."""
+
+    def __init__(self, kinds: Iterable[str]) -> None:
+        self._tables = {kind: Table(kind) for kind in kinds}
+
+    @property
+    def kinds(self) -> list[str]:
+        return list(self._tables)
+
+    def resolve_kind(self, kind: str) -> str:
+        """Canonical (plural) name of ``kind``; the singular form is accepted too."""
+        if kind in self._tables:
+            return kind
+        for known in self._tables:
+            if singular(known) == kind:
+                return known
+        words = self.kinds + [singular(k) for k in self.kinds]
+        suggestions = difflib.get_close_matches(kind, words, n=3, cutoff=0.6)
+        raise UnknownKindError(kind, self.kinds, suggestions)
+
+    def table(self, kind: str) -> Table:
+        return self._tables[self.resolve_kind(kind)]
+
+    def add(self, entry: Entry) -> None:
+        self.table(entry.kind).add(entry)
+
+    def find(self, name: str) -> list[Entry]:
+        """Every entry, of any kind, that ``name`` denotes (bare or qualified)."""
+        found = []
+        for table in self._tables.values():
+            if name in table._index:
+                found.append(table._index[name])
+            else:
+                found.extend(table._bare.get(name, ()))
+        return found
+
+    def __iter__(self) -> Iterator[Table]:
+        return iter(self._tables.values())
