@@ -16,7 +16,7 @@ from __future__ import annotations
 from ._version import __version__
 from .api import build, get_entry, kinds, list_entries, plugins
 from .hookspecs import hookimpl, hookspec
-from .plugins import DEFAULT_PLUGINS, PluginHost, PluginInfo, PluginLoadError, get_host, reset_host
+from .host import DEFAULT_PLUGINS, PluginHost, PluginInfo, PluginLoadError, get_host, reset_host
 from .registry import (
     AmbiguousEntryError,
     Entry,

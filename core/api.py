@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .plugins import PluginInfo, get_host
+from .host import PluginInfo, get_host
 from .registry import Entry
 
 

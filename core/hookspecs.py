@@ -27,12 +27,14 @@ invalid entry, is skipped as a whole and reported by ``bestiary plugins``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
-    from .plugins import Register
+    from .engine.run import RunContext
+    from .host import Register
 
 PROJECT = "bestiary"
 
@@ -103,4 +105,75 @@ def register_strategies(register: Register) -> None:
     :param register: callback adding one entry per call; see the module docstring for its
         arguments.
     :return: nothing; results of this hook are ignored.
+    """
+
+
+@hookspec
+def register_tasks(register: Register) -> None:
+    """Register task adapters (``image-classification``, ``forecasting``, ...).
+
+    A task's factory returns a :class:`bestiary.engine.tasks.Task`: it turns a batch into a loss
+    and predictions, derives architecture arguments from a dataset's ``info`` and names the metrics
+    reported by default. Architectures, datasets and metrics name their task in ``task``; the
+    entry's name is that task's name.
+
+    :param register: callback adding one entry per call; see the module docstring for its
+        arguments.
+    :return: nothing; results of this hook are ignored.
+    """
+
+
+# Lifecycle hooks: called by the engine on every process of every run, in registration order.
+# Implementations must be cheap (they run inside the training loop) and must not raise: an
+# exception stops the run. ``run`` is a :class:`bestiary.engine.run.RunContext`.
+
+
+@hookspec
+def on_run_start(run: RunContext) -> None:
+    """Called once a run is set up, before its first step (also when it resumes).
+
+    :param run: the run: its config, directory, strategy (rank, world size), model and task.
+    """
+
+
+@hookspec
+def on_step_end(run: RunContext, step: int, metrics: dict[str, float]) -> None:
+    """Called after each optimizer step that logs training metrics (every ``log_every`` steps).
+
+    :param run: the run.
+    :param step: optimizer steps done so far.
+    :param metrics: training figures averaged since the previous call: ``loss``, ``lr``,
+        ``samples_per_s``, and ``grad_norm`` when gradients are clipped.
+    """
+
+
+@hookspec
+def on_evaluation_end(run: RunContext, step: int, split: str, metrics: dict[str, float]) -> None:
+    """Called after each evaluation, with metrics already reduced over processes.
+
+    :param run: the run.
+    :param step: optimizer steps done when the evaluation ran.
+    :param split: the evaluated split (``validation`` during training).
+    :param metrics: ``loss`` and every metric of the run, by name.
+    """
+
+
+@hookspec
+def on_checkpoint_saved(run: RunContext, step: int, path: Path) -> None:
+    """Called after a checkpoint was written and renamed into place.
+
+    :param run: the run.
+    :param step: optimizer steps the checkpoint holds.
+    :param path: the checkpoint directory.
+    """
+
+
+@hookspec
+def on_run_end(run: RunContext, status: str, summary: dict[str, Any]) -> None:
+    """Called once when a run ends, whether it completed, stopped early or was interrupted.
+
+    :param run: the run.
+    :param status: ``completed``, ``stopped`` (early stopping), ``interrupted`` (SIGTERM) or
+        ``failed``.
+    :param summary: what ``summary.json`` holds: final and best metrics, wall time, samples/s.
     """

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from .._version import __version__
-from ..plugins import ENV_STRICT, PluginLoadError, get_host
+from ..host import ENV_STRICT, PluginLoadError, get_host
 from ..registry import LookupFailure
 
 #: Subcommand name -> "module:attribute" under bestiary.cli, imported on use.

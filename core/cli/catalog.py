@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..plugins import get_host
+from ..host import get_host
 from . import NameProblem
 from ..registry import Entry, UnknownEntryError, singular
 

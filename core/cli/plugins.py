@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ..plugins import get_host
+from ..host import get_host
 
 
 @click.group("plugins", invoke_without_command=True)

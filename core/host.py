@@ -28,7 +28,10 @@ from .registry import Entry, InvalidEntryError, Provenance, Registry, Table
 log = logging.getLogger("bestiary")
 
 #: Import paths of the plugins that ship with bestiary, loaded before third-party ones.
-DEFAULT_PLUGINS: tuple[str, ...] = ()
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "bestiary.plugins.tasks",
+    "bestiary.plugins.single",
+)
 
 ENTRY_POINT_GROUP = "bestiary"
 ENV_STRICT = "BESTIARY_STRICT_PLUGINS"

@@ -1,0 +1,50 @@
+"""Model artefacts: weights as safetensors plus the JSON needed to rebuild the model by name."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch  # artefacts hold torch weights; only runs and load_model import this module
+from safetensors.torch import load_file, save_file
+
+FORMAT = "bestiary-model/1"
+
+
+def save_model(directory: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Write ``model.safetensors`` and ``model.json`` into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".model.safetensors.tmp-{os.getpid()}"
+    save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(tmp), metadata={"format": FORMAT})
+    os.replace(tmp, directory / "model.safetensors")
+    (directory / "model.json").write_text(json.dumps({"format": FORMAT, **meta}, indent=2) + "\n")
+    return directory
+
+
+def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The model directory of ``path`` (a run or model directory) and its ``model.json``."""
+    path = Path(path)
+    directory = path / "model" if (path / "model" / "model.json").exists() else path
+    meta_file = directory / "model.json"
+    if not meta_file.exists():
+        raise FileNotFoundError(f"{path} holds no model (no model.json); pass a run directory of a finished run or its model/ folder")
+    return directory, json.loads(meta_file.read_text())
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Rebuild a saved model through the registry and load its weights.
+
+    :param path: a run directory or its ``model/`` folder.
+    :return: the model in eval mode.
+    """
+    from ..api import get_entry
+
+    directory, meta = read_meta(path)
+    entry = get_entry("architectures", meta["arch"])
+    model = entry.build(**meta.get("model_kwargs", {}))
+    state = load_file(str(directory / "model.safetensors"), device=str(device))
+    model.load_state_dict(state)
+    return model.to(device).eval()

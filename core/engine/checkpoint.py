@@ -1,0 +1,149 @@
+"""Checkpoints as safetensors plus JSON, written atomically and verified on load.
+
+A checkpoint is a directory: ``model.safetensors`` (weights), ``state.safetensors`` (every other
+tensor: optimizer moments, RNG states), ``state.json`` (the structure around those tensors) and
+``manifest.json`` (size and SHA-256 of each file). It is written to a temporary directory, synced,
+then renamed into place, so a crash never leaves a half-written checkpoint under the final name.
+Loading checks every digest first and never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch  # checkpoints hold tensors; only runs import this module
+from safetensors.torch import load_file, save_file
+
+FORMAT = "bestiary-checkpoint/1"
+FILES = ("model.safetensors", "state.safetensors", "state.json")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, truncated or was modified after it was written."""
+
+
+@dataclass
+class Loaded:
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    extra: dict[str, Any]
+
+
+def _flatten(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
+    """Replace tensors by references into ``tensors``; keep tuples distinguishable from lists."""
+    if isinstance(obj, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = obj.detach().cpu().contiguous().clone()
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        if not all(isinstance(k, (str, int)) for k in obj):
+            raise TypeError(f"{prefix}: checkpoint dict keys must be str or int")
+        return {"__dict__": [[k, _flatten(v, tensors, f"{prefix}.{k}")] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_flatten(v, tensors, prefix) for v in obj]}
+    if isinstance(obj, list):
+        return [_flatten(v, tensors, prefix) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"{prefix}: cannot store {type(obj).__name__} in a checkpoint")
+
+
+def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__tuple__" in obj:
+            return tuple(_unflatten(v, tensors) for v in obj["__tuple__"])
+        if "__dict__" in obj:
+            return {k: _unflatten(v, tensors) for k, v in obj["__dict__"]}
+        raise CheckpointError(f"unexpected object in checkpoint state: {sorted(obj)}")
+    if isinstance(obj, list):
+        return [_unflatten(v, tensors) for v in obj]
+    return obj
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save(path: str | Path, *, model: dict[str, torch.Tensor], optimizer: dict[str, Any],
+         extra: dict[str, Any]) -> Path:
+    """Write a checkpoint directory at ``path`` atomically; replace an existing one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    weights = {k: v.detach().cpu().contiguous().clone() for k, v in model.items()}
+    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
+    tensors: dict[str, torch.Tensor] = {}
+    state = {"optimizer": _flatten(optimizer, tensors, "optimizer"), "extra": _flatten(extra, tensors, "extra")}
+    save_file(tensors, str(tmp / "state.safetensors"), metadata={"format": FORMAT})
+    (tmp / "state.json").write_text(json.dumps(state))
+    manifest = {"format": FORMAT, "files": {n: {"bytes": (tmp / n).stat().st_size, "sha256": _digest(tmp / n)} for n in FILES}}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    for name in (*FILES, "manifest.json"):
+        _fsync(tmp / name)
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(path)
+    _fsync(path.parent)
+    return path
+
+
+def verify(path: str | Path) -> None:
+    """Raise :class:`CheckpointError` unless every file matches the manifest."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} has no readable manifest ({exc}); it is incomplete or not a checkpoint") from exc
+    if manifest.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} has format {manifest.get('format')!r}, expected {FORMAT!r}")
+    for name in FILES:
+        expected = manifest["files"].get(name, {})
+        file = path / name
+        if not file.exists():
+            raise CheckpointError(f"checkpoint {path} is missing {name}; delete the folder to resume from an earlier checkpoint")
+        size = file.stat().st_size
+        if size != expected.get("bytes") or _digest(file) != expected.get("sha256"):
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt: {name} does not match its manifest "
+                f"({size} bytes, expected {expected.get('bytes')}); it was truncated or modified. "
+                "Delete the folder to resume from an earlier checkpoint."
+            )
+
+
+def load(path: str | Path, map_location: torch.device | str = "cpu") -> Loaded:
+    """Verify and read a checkpoint written by :func:`save`."""
+    path = Path(path)
+    verify(path)
+    device = str(map_location)
+    try:
+        model = load_file(str(path / "model.safetensors"), device=device)
+        tensors = load_file(str(path / "state.safetensors"), device="cpu")
+        state = json.loads((path / "state.json").read_text())
+    except Exception as exc:  # digests matched but the content does not parse: refuse it all the same
+        raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
+    return Loaded(model=model, optimizer=_unflatten(state["optimizer"], tensors), extra=_unflatten(state["extra"], tensors))

@@ -1,0 +1,111 @@
+"""Resolving a config into built parts, and the context lifecycle hooks receive."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch  # builds models and data; only runs import this module
+
+from ..host import PluginHost, get_host
+from ..registry import Entry
+from .config import RunConfig
+from .data import Data
+from .metrics import Metric
+from .strategy import Strategy
+from .tasks import Task
+
+
+class TaskMismatchError(ValueError):
+    """Architecture, dataset or metric serve different tasks."""
+
+
+@dataclass
+class Parts:
+    """The registry entries a config names, checked against each other before anything is built."""
+
+    arch: Entry
+    dataset: Entry
+    strategy: Entry
+    task: Entry
+    metrics: list[Entry]
+
+
+def resolve(cfg: RunConfig, host: PluginHost | None = None) -> Parts:
+    """Look every name of ``cfg`` up and check that their tasks agree."""
+    registry = (host or get_host()).registry
+    arch = registry.table("architectures").get(cfg.arch)
+    dataset = registry.table("datasets").get(cfg.dataset)
+    strategy = registry.table("strategies").get(cfg.strategy)
+    task_name = arch.task or dataset.task
+    if task_name is None:
+        raise TaskMismatchError(
+            f"neither architecture {arch.qualified_name!r} nor dataset {dataset.qualified_name!r} declares a task"
+        )
+    for entry in (arch, dataset):
+        if entry.task is not None and entry.task != task_name:
+            raise TaskMismatchError(
+                f"architecture {arch.name!r} is for {arch.task} but dataset {dataset.name!r} is for "
+                f"{dataset.task}; pick a dataset of the same task: `bestiary list datasets --task {arch.task}`"
+            )
+    task = registry.table("tasks").get(task_name)
+    names = cfg.metrics if cfg.metrics is not None else list(task.build().default_metrics)
+    metrics = [registry.table("metrics").get(n) for n in names]
+    for m in metrics:
+        if m.task is not None and m.task != task_name:
+            raise TaskMismatchError(
+                f"metric {m.name!r} is for {m.task}, not {task_name}; "
+                f"see `bestiary list metrics --task {task_name}`"
+            )
+    return Parts(arch, dataset, strategy, task, metrics)
+
+
+def build_data(entry: Entry, options: dict[str, Any]) -> Data:
+    data = entry.build(**options)
+    if not isinstance(data, Data):
+        raise TypeError(
+            f"dataset {entry.qualified_name!r} returned {type(data).__name__}, not bestiary.engine.data.Data; "
+            f"report it to {entry.provenance.distribution}"
+        )
+    return data
+
+
+def build_metrics(entries: list[Entry]) -> dict[str, Metric]:
+    return {e.name: e.build() for e in entries}
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The autocast context of a precision on a device (``fp32``: none)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA device (it uses a grad scaler); use bf16 on the CPU")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@dataclass
+class RunContext:
+    """What lifecycle hooks see of a run.
+
+    :ivar config: the resolved config.
+    :ivar path: the run directory.
+    :ivar strategy: rank, world size, device, ``is_main``.
+    :ivar model: the (wrapped) model.
+    :ivar task: the task adapter.
+    :ivar hparams: flat hyperparameters, for HParams views.
+    """
+
+    config: RunConfig
+    path: Path
+    strategy: Strategy
+    model: torch.nn.Module
+    task: Task
+    hparams: dict[str, Any] = field(default_factory=dict)
+    resumed_step: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.strategy.is_main

@@ -1,0 +1,137 @@
+"""The run directory: config, metrics log, checkpoints, model artefact and summary.
+
+::
+
+    RUN_DIR/
+      config.json        resolved config, versions of bestiary, torch and plugins, host, git commit
+      metrics.jsonl      one JSON object per logged step or evaluation
+      checkpoints/       step-00000120/ ... (the last K), see bestiary.engine.checkpoint
+      tensorboard/       event files (from the tensorboard plugin)
+      model/             model.safetensors + model.json, for bestiary.load_model
+      summary.json       final and best metrics, wall time, samples/s, status
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
+
+
+def new_run_dir(root: str | Path, arch: str, dataset: str) -> Path:
+    """A fresh, unique directory ``ROOT/YYYYmmdd-HHMMSS-arch-dataset-xxxx``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    slug = re.sub(r"[^a-z0-9_.-]+", "-", f"{arch}-{dataset}".lower())
+    path = Path(root) / f"{stamp}-{slug}-{secrets.token_hex(2)}"
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+class RunDir:
+    """Files of one run. Only the main process writes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    def exists(self) -> bool:
+        return (self.path / "config.json").exists()
+
+    # -- config and summary ------------------------------------------------------------------
+
+    def write_json(self, name: str, data: Any) -> None:
+        """Write ``name`` atomically (temporary file, then rename)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.path / f".{name}.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        os.replace(tmp, self.path / name)
+
+    def read_json(self, name: str) -> Any:
+        return json.loads((self.path / name).read_text())
+
+    # -- metrics -----------------------------------------------------------------------------
+
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def metrics(self) -> list[dict[str, Any]]:
+        path = self.path / "metrics.jsonl"
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut short by a kill
+        return out
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop records after ``step``: a resumed run logs those steps again."""
+        kept = [r for r in self.metrics() if r.get("step", 0) <= step]
+        tmp = self.path / f".metrics.jsonl.tmp-{os.getpid()}"
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, self.path / "metrics.jsonl")
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def checkpoint_path(self, step: int) -> Path:
+        return self.checkpoints / f"step-{step:08d}"
+
+    def list_checkpoints(self) -> list[Path]:
+        if not self.checkpoints.is_dir():
+            return []
+        found = [p for p in self.checkpoints.iterdir() if p.is_dir() and CHECKPOINT_RE.match(p.name)]
+        return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))  # type: ignore[union-attr]
+
+    def latest_checkpoint(self) -> Path | None:
+        found = self.list_checkpoints()
+        return found[-1] if found else None
+
+    def prune_checkpoints(self, keep: int) -> None:
+        for old in self.list_checkpoints()[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def environment(plugins: list[dict[str, Any]]) -> dict[str, Any]:
+    """Versions and host facts recorded in config.json."""
+    import torch  # recorded beside the config; the run has imported it already
+
+    from .._version import __version__
+
+    return {
+        "bestiary": __version__,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "git_commit": _git_commit(),
+        "plugins": {p["name"]: {"distribution": p["distribution"], "version": p["version"], "status": p["status"]} for p in plugins},
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
