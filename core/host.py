@@ -37,6 +37,7 @@ ENTRY_POINT_GROUP = "bestiary"
 ENV_STRICT = "BESTIARY_STRICT_PLUGINS"
 ENV_DISABLE = "BESTIARY_DISABLE_PLUGINS"
 ENV_NO_AUTOLOAD = "BESTIARY_DISABLE_PLUGIN_AUTOLOAD"
+ENV_PLUGINS = "BESTIARY_PLUGINS"
 
 
 class Register(Protocol):
@@ -68,7 +69,7 @@ class PluginInfo:
     module: str
     distribution: str
     version: str
-    source: str  # "builtin", "entrypoint" or "runtime"
+    source: str  # "builtin", "env" (BESTIARY_PLUGINS), "entrypoint" or "runtime"
     status: str = "ok"  # "ok", "failed" or "blocked"
     error: str | None = None
     traceback: str | None = None
@@ -127,6 +128,9 @@ class PluginHost:
     :param disabled: plugin names to block (default: ``BESTIARY_DISABLE_PLUGINS``, comma separated).
     :param strict: raise :class:`PluginLoadError` when any plugin fails (default:
         ``BESTIARY_STRICT_PLUGINS``).
+
+    ``BESTIARY_PLUGINS=pkg.mod,other.mod`` loads plugin modules by import path after the
+    built-ins, without packaging them (handy for scripts, tests and worker processes).
     """
 
     def __init__(
@@ -143,6 +147,7 @@ class PluginHost:
             disabled = os.environ.get(ENV_DISABLE, "").split(",")
         self.disabled = {d.strip() for d in disabled if d.strip()}
         self.strict = _env_flag(ENV_STRICT) if strict is None else strict
+        self.extra = tuple(p.strip() for p in os.environ.get(ENV_PLUGINS, "").split(",") if p.strip())
         self.kinds = registration_kinds()
         self._pm: pluggy.PluginManager | None = None
         self._registry = Registry(self.kinds)
@@ -180,6 +185,9 @@ class PluginHost:
                     self._pm = pm
                     for path in self.builtins:
                         self._load_one(path.rsplit(".", 1)[-1], path, _importer(path), "builtin")
+                    for path in self.extra:
+                        self._load_one(path.rsplit(".", 1)[-1], path, _importer(path), "env",
+                                       distribution="local", version="0")
                     if self.autoload:
                         self._load_entry_points()
         if self.strict if strict is None else strict:
@@ -197,7 +205,7 @@ class PluginHost:
         self.load(strict=False)
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
         module = getattr(plugin, "__name__", type(plugin).__module__)
-        return self._load_one(name, module, lambda: plugin, "runtime")
+        return self._load_one(name, module, lambda: plugin, "runtime", distribution="local", version="0")
 
     # -- loading ------------------------------------------------------------------------------
 
