@@ -32,7 +32,8 @@ def list_entries(
     """Entries of ``kind`` (all kinds when ``None``) matching the filters.
 
     :param kind: a kind, plural or singular (``"architectures"``, ``"architecture"``).
-    :param pattern: fnmatch pattern(s) on the bare or qualified name (``"resnet*"``).
+    :param pattern: fnmatch pattern(s) on the bare name (``"resnet*"``), or on the qualified name
+        when they contain ``:`` (``"vision:*"``).
     :param exclude: fnmatch pattern(s) to leave out.
     :param task: keep entries of this task.
     :param tag: keep entries carrying this tag.

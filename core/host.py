@@ -150,6 +150,7 @@ class PluginHost:
         self.extra = tuple(p.strip() for p in os.environ.get(ENV_PLUGINS, "").split(",") if p.strip())
         self.kinds = registration_kinds()
         self._pm: pluggy.PluginManager | None = None
+        self._loaded = False  # set once every plugin went through _load_one
         self._registry = Registry(self.kinds)
         self._records: dict[str, PluginInfo] = {}
         self._lock = threading.RLock()
@@ -177,19 +178,24 @@ class PluginHost:
 
     def load(self, strict: bool | None = None) -> None:
         """Load all plugins (once); in strict mode, raise if any failed."""
-        if self._pm is None:
+        if not self._loaded:
             with self._lock:
+                # _pm is set before plugins load: a plugin looking things up while it loads (same
+                # thread) sees what is there so far; other threads wait on the lock for _loaded.
                 if self._pm is None:
                     pm = pluggy.PluginManager(hookspecs.PROJECT)
                     pm.add_hookspecs(hookspecs)
                     self._pm = pm
-                    for path in self.builtins:
-                        self._load_one(path.rsplit(".", 1)[-1], path, _importer(path), "builtin")
-                    for path in self.extra:
-                        self._load_one(path.rsplit(".", 1)[-1], path, _importer(path), "env",
-                                       distribution="local", version="0")
-                    if self.autoload:
-                        self._load_entry_points()
+                    try:
+                        for path in self.builtins:
+                            self._load_one(path.rsplit(".", 1)[-1], path, _importer(path), "builtin")
+                        for path in self.extra:
+                            self._load_one(path.rsplit(".", 1)[-1], path, _importer(path), "env",
+                                           distribution="local", version="0")
+                        if self.autoload:
+                            self._load_entry_points()
+                    finally:
+                        self._loaded = True
         if self.strict if strict is None else strict:
             failed = [p for p in self._records.values() if p.status == "failed"]
             if failed:
@@ -267,8 +273,9 @@ class PluginHost:
             self._check_pending(plugin)
             staged = self._run_registration(plugin)
         except _PluginFailure as failure:
-            if plugin is not None and self._pm.is_registered(plugin):
-                self._pm.unregister(plugin)
+            # By name: a plugin object registered earlier under another name must stay registered.
+            if plugin is not None and self._pm.get_plugin(name) is plugin:
+                self._pm.unregister(name=name)
             info.status, info.error = "failed", failure.message
             cause = failure.cause or failure
             info.traceback = "".join(traceback.format_exception(cause))

@@ -1,8 +1,8 @@
 """The ``bestiary`` command line.
 
 Subcommands are imported only when invoked, so ``bestiary list`` pays for nothing else. Errors
-that users can fix print one line on stderr with the remedy: exit code 2 for usage errors and
-unknown names, 1 for other failures.
+that users can fix print one line on stderr with the remedy: exit code 2 for usage errors, bad
+config values and unknown names, 1 for other failures (``BESTIARY_DEBUG=1`` shows tracebacks).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from .._version import __version__
+from ..errors import CheckpointError, ConfigError, TaskMismatchError
 from ..host import ENV_STRICT, PluginLoadError, get_host
 from ..registry import LookupFailure
 
@@ -22,6 +23,9 @@ COMMANDS = {
     "list": "catalog:list_command",
     "info": "catalog:info_command",
     "plugins": "plugins:plugins_group",
+    "train": "train:train_command",
+    "evaluate": "train:evaluate_command",
+    "predict": "train:predict_command",
 }
 
 
@@ -60,8 +64,12 @@ class BestiaryGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except LookupFailure as exc:
+        except (LookupFailure, ConfigError, TaskMismatchError) as exc:
             raise NameProblem(str(exc)) from exc
+        except (CheckpointError, OSError, ImportError, ValueError) as exc:
+            if os.environ.get("BESTIARY_DEBUG"):
+                raise
+            raise click.ClickException(f"{exc} (set BESTIARY_DEBUG=1 for the traceback)") from exc
         except PluginLoadError as exc:
             raise click.ClickException(str(exc)) from exc
 

@@ -32,7 +32,8 @@ def list_command(
     """List entries of KIND (all kinds when omitted) whose names match PATTERNS.
 
     KIND is plural or singular (architectures, architecture); PATTERNS are fnmatch patterns
-    on the bare or qualified name, e.g. `bestiary list architectures 'resnet*'`.
+    on the bare name, or on the qualified name when they contain ':', e.g.
+    `bestiary list architectures 'resnet*'` or `bestiary list architectures 'vision:*'`.
     """
     registry = get_host().registry
     tables = [registry.table(kind)] if kind else list(registry)

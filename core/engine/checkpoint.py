@@ -20,12 +20,10 @@ from typing import Any
 import torch  # checkpoints hold tensors; only runs import this module
 from safetensors.torch import load_file, save_file
 
+from ..errors import CheckpointError
+
 FORMAT = "bestiary-checkpoint/1"
 FILES = ("model.safetensors", "state.safetensors", "state.json")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, truncated or was modified after it was written."""
 
 
 @dataclass

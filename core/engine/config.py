@@ -14,15 +14,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
+
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "onecycle")
 PRECISIONS = ("fp32", "bf16", "fp16")
 MODES = ("max", "min")
 SPLITS = ("train", "validation", "test")
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and the allowed values."""
 
 
 @dataclass(frozen=True)

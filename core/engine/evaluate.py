@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
 from typing import Any
 
 import torch  # evaluates torch models; only runs import this module
@@ -42,3 +45,37 @@ def evaluate(
     for name, m in metrics.items():
         out[name] = m.compute(strategy.reduce(m.total.to(strategy.device)).cpu())
     return out
+
+
+def evaluate_run(run_dir: str | Path, *, dataset: str | None = None, split: str = "test",
+                 batch_size: int | None = None, device: str = "auto") -> dict[str, Any]:
+    """Evaluate a finished run's model on a split of its dataset (or of ``dataset``).
+
+    The result is also appended to ``RUN_DIR/evaluations.jsonl``.
+    """
+    from ..api import get_entry
+    from ..errors import TaskMismatchError
+    from .artifact import load_model, read_meta
+    from .data import make_loader
+    from .rundir import RunDir
+    from .run import autocast, build_data, build_metrics
+
+    rd = RunDir(run_dir)
+    _, meta = read_meta(rd.path)
+    config = rd.read_json("config.json")["config"]
+    entry = get_entry("datasets", dataset or meta["dataset"])
+    if entry.task is not None and entry.task != meta["task"]:
+        raise TaskMismatchError(f"dataset {entry.name!r} is for {entry.task}, but the model of {rd.path} is for {meta['task']}")
+    data = build_data(entry, meta.get("data", {}) if dataset is None else {})
+    task = get_entry("tasks", meta["task"]).build()
+    metrics = build_metrics([get_entry("metrics", m) for m in meta.get("metrics", [])])
+    strategy = Strategy()
+    strategy.setup(device)
+    model = load_model(rd.path, device=strategy.device)
+    loader = make_loader(data.split(split), batch_size=batch_size or config.get("batch_size", 32), shuffle=False,
+                         seed=0, collate=data.collate)
+    results = evaluate(model, task, loader, metrics, strategy, autocast=autocast(config.get("precision", "fp32"), strategy.device))
+    record = {"split": split, "dataset": entry.qualified_name, "time": time.time(), **results}
+    with open(rd.path / "evaluations.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    return record

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch  # builds models and data; only runs import this module
 
+from ..errors import ConfigError, TaskMismatchError
 from ..host import PluginHost, get_host
 from ..registry import Entry
 from .config import RunConfig
@@ -16,10 +17,6 @@ from .data import Data
 from .metrics import Metric
 from .strategy import Strategy
 from .tasks import Task
-
-
-class TaskMismatchError(ValueError):
-    """Architecture, dataset or metric serve different tasks."""
 
 
 @dataclass
@@ -81,7 +78,7 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision fp16 needs a CUDA device (it uses a grad scaler); use bf16 on the CPU")
+        raise ConfigError("precision fp16 needs a CUDA device (it uses a grad scaler); use --precision bf16 on the CPU")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
 

@@ -80,24 +80,24 @@ class _StopFlag:
 class Trainer:
     """Train one run from a config, or resume one from its directory.
 
-    :param config: the run config (ignored but for ``quiet`` when resuming).
+    :param config: the run config; when resuming, the saved config is used instead.
     :param host: plugin host (default: the process-wide one).
     :param resume: a run directory to continue from its last checkpoint.
+    :param quiet: override the config's ``quiet`` (no progress bar).
     """
 
     def __init__(self, config: RunConfig | None = None, *, host: PluginHost | None = None,
-                 resume: str | Path | None = None) -> None:
+                 resume: str | Path | None = None, quiet: bool | None = None) -> None:
         self.host = host or get_host()
         self.resume_dir = Path(resume) if resume is not None else None
         if self.resume_dir is not None:
             rd = RunDir(self.resume_dir)
             if not rd.exists():
                 raise FileNotFoundError(f"{self.resume_dir} is not a run directory (no config.json); pass the folder `bestiary train` created")
-            saved = RunConfig.from_dict(rd.read_json("config.json")["config"])
-            config = saved.replace(quiet=config.quiet) if config is not None else saved
+            config = RunConfig.from_dict(rd.read_json("config.json")["config"])
         if config is None:
             raise ValueError("give a config or a run directory to resume")
-        self.cfg = config
+        self.cfg = config if quiet is None else config.replace(quiet=quiet)
         self.parts: Parts = resolve(config, self.host)
 
     def run(self) -> dict[str, Any]:
@@ -105,6 +105,7 @@ class Trainer:
         task = self.parts.task.build()
         strategy = self.parts.strategy.build()
         strategy.setup(self.cfg.device)
+        autocast(self.cfg.precision, strategy.device)  # refuse an impossible precision before building anything
         try:
             return self._run(task, strategy)
         finally:
@@ -302,9 +303,9 @@ class Trainer:
 
 
 def train(config: RunConfig | None = None, *, host: PluginHost | None = None,
-          resume: str | Path | None = None) -> dict[str, Any]:
+          resume: str | Path | None = None, quiet: bool | None = None) -> dict[str, Any]:
     """Run one training job; see :class:`Trainer`."""
-    return Trainer(config, host=host, resume=resume).run()
+    return Trainer(config, host=host, resume=resume, quiet=quiet).run()
 
 
 def _hparams(cfg: RunConfig, parts: Parts) -> dict[str, Any]:

@@ -1,0 +1,88 @@
+"""``bestiary train``, ``bestiary evaluate`` and ``bestiary predict``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from .options import build_config, run_options
+
+
+@click.command("train")
+@click.argument("arch", required=False)
+@click.option("--resume", type=click.Path(exists=True, file_okay=False), help="Continue the run in this directory from its last checkpoint.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@run_options
+def train_command(arch: str | None, resume: str | None, as_json: bool, **options: Any) -> None:
+    """Train ARCH on --dataset and evaluate it; the run lands in a new run directory.
+
+    \b
+    bestiary train toy_mlp --dataset blobs --epochs 3 --lr 0.01
+    bestiary train --resume runs/20261126-101500-resnet18-digits-1a2b
+    """
+    # Importing the trainer imports torch: only here, never for listing.
+    from ..engine.trainer import Trainer
+
+    if resume:
+        trainer = Trainer(resume=resume, quiet=options.get("quiet"))
+    else:
+        if not arch:
+            raise click.UsageError("name an architecture (see `bestiary list architectures`) or pass --resume RUN_DIR")
+        if not options.get("dataset") and not options.get("config_file"):
+            raise click.UsageError("pass --dataset NAME (see `bestiary list datasets`)")
+        trainer = Trainer(build_config(arch, options))
+    summary = trainer.run()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+    if summary["status"] == "interrupted":
+        click.echo(f"interrupted; continue with `bestiary train --resume {summary['run_dir']}`", err=True)
+        sys.exit(143)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    final = ", ".join(f"{k} {v:.4g}" for k, v in summary["final"].items()) or "no validation split"
+    best = summary["best"]
+    click.echo(f"{summary['status']} after {summary['steps']} steps in {summary['wall_time_s']:.2f} s: {final}")
+    if best["value"] is not None:
+        click.echo(f"best {best['metric']} {best['value']:.4g} at step {best['step']}")
+    click.echo(f"run directory: {summary['run_dir']}")
+
+
+@click.command("evaluate")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--dataset", help="Evaluate on another dataset of the same task.")
+@click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True)
+@click.option("--batch-size", type=int, help="Default: the run's batch size.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def evaluate_command(run_dir: str, dataset: str | None, split: str, batch_size: int | None, device: str, as_json: bool) -> None:
+    """Evaluate the model of RUN_DIR on a split (test by default)."""
+    from ..engine.evaluate import evaluate_run
+
+    result = evaluate_run(run_dir, dataset=dataset, split=split, batch_size=batch_size, device=device)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['dataset']} [{split}]")
+    for key, value in result.items():
+        if key not in ("split", "dataset", "time"):
+            click.echo(f"  {key:<20} {value:.6g}")
+
+
+@click.command("predict")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--input", "input_path", required=True, type=click.Path(exists=True), help="Inputs: .npy/.npz or image files for images, JSON lines for series.")
+@click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False), help="Predictions: .jsonl, .json or .csv.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def predict_command(run_dir: str, input_path: str, output_path: str, batch_size: int, device: str) -> None:
+    """Predict with the model of RUN_DIR for every input in --input."""
+    from ..engine.predict import predict_file
+
+    n = predict_file(run_dir, input_path, output_path, batch_size=batch_size, device=device)
+    click.echo(f"wrote {n} predictions to {output_path}", err=True)

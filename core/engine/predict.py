@@ -1,0 +1,58 @@
+"""``bestiary predict``: run a saved model over inputs from a file and write the predictions."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import torch  # runs a torch model; only prediction imports this module
+
+from ..api import get_entry
+from .artifact import load_model, read_meta
+from .strategy import resolve_device
+
+
+@torch.no_grad()
+def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str | Path, *,
+                 batch_size: int = 256, device: str = "auto") -> int:
+    """Predict for every input in ``input_path``; write JSON lines (``.jsonl``/``.json``) or CSV.
+
+    :return: the number of predictions written.
+    """
+    _, meta = read_meta(run_dir)
+    task = get_entry("tasks", meta["task"]).build()
+    dev = resolve_device(device)
+    model = load_model(run_dir, device=dev)
+    info = meta.get("data_info", {})
+    inputs = task.load_inputs(str(input_path), info)
+    rows: list[dict[str, Any]] = []
+    for start in range(0, _length(inputs), batch_size):
+        batch = task.to_device(_slice(inputs, start, start + batch_size), dev)
+        for row in task.format_predictions(task.predict(model, batch), info):
+            row["index"] += start
+            rows.append(row)
+    out = Path(output_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        with open(out, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["index"])
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()})
+    else:
+        out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return len(rows)
+
+
+def _length(inputs: Any) -> int:
+    if isinstance(inputs, dict):
+        return int(next(iter(inputs.values())).shape[0])
+    return int(inputs.shape[0])
+
+
+def _slice(inputs: Any, a: int, b: int) -> Any:
+    if isinstance(inputs, dict):
+        return {k: v[a:b] for k, v in inputs.items()}
+    return inputs[a:b]
