@@ -24,7 +24,7 @@ def evaluate(
     *,
     autocast: Any,
     channels_last: bool = False,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """``loss`` (mean over samples) and every metric over ``loader``."""
     was_training = model.training
     model.eval()
@@ -43,7 +43,9 @@ def evaluate(
     loss_sum = strategy.reduce(loss_sum.to(strategy.device)).cpu()
     out = {"loss": float(loss_sum[0] / loss_sum[1]) if loss_sum[1] else float("nan")}
     for name, m in metrics.items():
-        out[name] = m.compute(strategy.reduce(m.total.to(strategy.device)).cpu())
+        state = m.state.to(strategy.device)
+        state = strategy.gather(state) if m.reduction == "cat" else strategy.reduce(state)
+        out[name] = m.compute(state.cpu())
     return out
 
 

@@ -1,7 +1,9 @@
-"""The metric protocol: accumulate additive statistics over batches, then compute.
+"""The metric protocol: accumulate statistics over batches, then compute.
 
-Keeping the state a vector of sums makes a metric agree with itself whether fed in one go or in
-many batches, and lets strategies reduce it across processes with one all-reduce.
+Most metrics keep a vector of additive statistics (``reduction = "sum"``): they agree with
+themselves whether fed in one go or in many batches, and strategies reduce them across processes
+with one all-reduce. Metrics that need every sample (ROC-AUC) keep rows instead
+(``reduction = "cat"``), which strategies gather from every process.
 """
 
 from __future__ import annotations
@@ -15,11 +17,17 @@ import torch  # metrics accumulate tensors; only runs import this module
 class Metric(ABC):
     """Base class of metrics.
 
-    Subclasses set :attr:`size` (length of the statistics vector) and implement :meth:`stats`
-    (the additive statistics of one batch) and :meth:`value` (the metric from summed statistics).
+    Subclasses set :attr:`size` (length of the statistics vector, or row width for ``cat``) and
+    implement :meth:`stats` (the statistics of one batch) and :meth:`value` (the metric from the
+    reduced statistics).
+
+    :cvar reduction: ``"sum"``: :meth:`stats` returns a vector ``[size]`` that is summed;
+        ``"cat"``: it returns rows ``[n, size]`` that are concatenated.
+    :cvar higher_is_better: direction for best-model tracking and early stopping.
     """
 
     size: int = 2
+    reduction: str = "sum"
     higher_is_better: bool = True
 
     def __init__(self) -> None:
@@ -27,17 +35,33 @@ class Metric(ABC):
 
     def reset(self) -> None:
         self.total = torch.zeros(self.size, dtype=torch.float64)
+        self._rows: list[torch.Tensor] = []
 
     @abstractmethod
     def stats(self, outputs: Any, batch: Any) -> torch.Tensor:
-        """Additive statistics of one batch, a float64 vector of length :attr:`size`."""
+        """Statistics of one batch: a float64 vector ``[size]``, or rows ``[n, size]`` for ``cat``."""
 
     @abstractmethod
-    def value(self, total: torch.Tensor) -> float:
-        """The metric from statistics summed over batches (and processes)."""
+    def value(self, state: torch.Tensor) -> Any:
+        """The metric (a float, or a JSON value such as a matrix) from the reduced statistics."""
 
     def update(self, outputs: Any, batch: Any) -> None:
-        self.total += self.stats(outputs, batch).detach().to("cpu", torch.float64)
+        stats = self.stats(outputs, batch).detach().to("cpu", torch.float64)
+        if self.reduction == "cat":
+            self._rows.append(stats.reshape(-1, self.size))
+        else:
+            self.total += stats
 
-    def compute(self, total: torch.Tensor | None = None) -> float:
-        return float(self.value(self.total if total is None else total))
+    @property
+    def state(self) -> torch.Tensor:
+        """What this process accumulated: the summed vector, or all rows."""
+        if self.reduction == "cat":
+            return torch.cat(self._rows) if self._rows else torch.zeros(0, self.size, dtype=torch.float64)
+        return self.total
+
+    def compute(self, state: torch.Tensor | None = None) -> Any:
+        """The metric from ``state`` (reduced over processes) or from this process's own."""
+        value = self.value(self.state if state is None else state)
+        if isinstance(value, torch.Tensor):
+            return float(value) if value.numel() == 1 else value.tolist()
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value

@@ -93,6 +93,7 @@ class RunContext:
     :ivar model: the (wrapped) model.
     :ivar task: the task adapter.
     :ivar hparams: flat hyperparameters, for HParams views.
+    :ivar resumed_step: the checkpoint step a resumed run continues from (0 for a fresh run).
     """
 
     config: RunConfig

@@ -85,8 +85,11 @@ class RunDir:
         return out
 
     def truncate_metrics(self, step: int) -> None:
-        """Drop records after ``step``: a resumed run logs those steps again."""
-        kept = [r for r in self.metrics() if r.get("step", 0) <= step]
+        """Drop what a run resumed from a checkpoint at ``step`` logs again: training records after
+        ``step`` and evaluations from ``step`` on (a checkpoint is taken before the evaluation that
+        may follow its step)."""
+        kept = [r for r in self.metrics()
+                if r.get("step", 0) < step or (r.get("step", 0) == step and r.get("split") == "train")]
         tmp = self.path / f".metrics.jsonl.tmp-{os.getpid()}"
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
         os.replace(tmp, self.path / "metrics.jsonl")

@@ -139,6 +139,10 @@ class Strategy:
         """Reduce ``tensor`` over processes (``sum``, ``mean``, ``max``); identity for one."""
         return tensor
 
+    def gather(self, rows: torch.Tensor) -> torch.Tensor:
+        """Concatenate every process's ``rows`` (first dimension may differ); identity for one."""
+        return rows
+
     # -- state --------------------------------------------------------------------------------
 
     def model_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:

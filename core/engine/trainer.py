@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 import torch  # the trainer runs torch; `import bestiary` never imports this module
 
+from ..errors import ConfigError
 from ..host import PluginHost, get_host
 from .artifact import save_model
 from .config import RunConfig
 from .data import batches_per_epoch
 from .evaluate import evaluate
-from .optim import build_optimizer, build_scheduler
+from .optim import DEFAULT_LR, build_optimizer, build_scheduler
 from .progress import Progress
 from .run import Parts, RunContext, autocast, build_data, build_metrics, resolve
 from .rundir import RunDir, environment, new_run_dir
@@ -148,6 +149,9 @@ class Trainer:
             path = self.resume_dir
         elif strategy.is_main:
             path = Path(cfg.run_dir) if cfg.run_dir else new_run_dir(cfg.runs_root, parts.arch.name, parts.dataset.name)
+            if RunDir(path).exists():
+                raise ConfigError(f"run directory {path} already holds a run; continue it with "
+                                  f"`bestiary train --resume {path}` or choose another --run-dir")
             path.mkdir(parents=True, exist_ok=True)
         else:
             path = None
@@ -177,123 +181,138 @@ class Trainer:
             _index(rd)
         ctx = RunContext(cfg, path, strategy, model, task, hparams, resumed_step)
         hook.on_run_start(run=ctx)
+        try:
 
-        def save_checkpoint() -> None:
-            target = rd.checkpoint_path(state["step"])
-            extra = {"state": dict(state), "rng": rng_state(), "scheduler": scheduler.state_dict(),
-                     "scaler": scaler.state_dict() if scaler is not None else None}
-            strategy.save_checkpoint(target, model, optimizer, extra)
-            if strategy.is_main:
-                rd.prune_checkpoints(cfg.keep_checkpoints)
-            hook.on_checkpoint_saved(run=ctx, step=state["step"], path=target)
+            def save_checkpoint() -> None:
+                target = rd.checkpoint_path(state["step"])
+                extra = {"state": dict(state), "rng": rng_state(), "scheduler": scheduler.state_dict(),
+                         "scaler": scaler.state_dict() if scaler is not None else None}
+                strategy.save_checkpoint(target, model, optimizer, extra)
+                if strategy.is_main:
+                    rd.prune_checkpoints(cfg.keep_checkpoints)
+                hook.on_checkpoint_saved(run=ctx, step=state["step"], path=target)
 
-        def loss_fn(m: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, Any]:
-            return task.loss(m, batch, label_smoothing=cfg.label_smoothing)
+            def loss_fn(m: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, Any]:
+                return task.loss(m, batch, label_smoothing=cfg.label_smoothing)
 
-        progress = Progress(total_steps, enabled=not cfg.quiet and strategy.is_main, start_step=resumed_step)
-        status = "completed"
-        window_loss, window_n, window_samples, window_start = torch.zeros((), device=strategy.device), 0, 0, time.perf_counter()
-        last_norm = None
-        checkpointed_at = resumed_step if checkpoint is not None else -1
-        started = time.perf_counter()
-        model.train()
-        with _StopFlag() as stop:
-            while state["epoch"] < cfg.epochs and state["step"] < total_steps and status == "completed":
-                loader = strategy.loader(train_set, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
-                                         epoch=state["epoch"], skip_batches=state["batch_in_epoch"],
-                                         num_workers=cfg.num_workers, collate=data.collate)
-                micro = 0
-                for batch in loader:
-                    batch = task.to_device(batch, strategy.device, cfg.channels_last)
-                    boundary = micro + 1 == cfg.accumulate or state["batch_in_epoch"] + 1 == per_epoch
-                    with contextlib.nullcontext() if boundary else strategy.no_sync(model):
-                        loss, _ = strategy.forward_backward(forward_model, batch, loss_fn, autocast=amp,
-                                                            scale=1.0 / cfg.accumulate, scaler=scaler)
-                    n = task.batch_size(batch)
-                    window_loss += loss * n
-                    window_n += n
-                    micro += 1
-                    state["batch_in_epoch"] += 1
-                    if not boundary:
-                        continue
+            progress = Progress(total_steps, enabled=not cfg.quiet and strategy.is_main, start_step=resumed_step)
+            status = "completed"
+            window_loss, window_n, window_samples, window_start = torch.zeros((), device=strategy.device), 0, 0, time.perf_counter()
+            last_norm = None
+            checkpointed_at = resumed_step if checkpoint is not None else -1
+            started = time.perf_counter()
+            model.train()
+            with _StopFlag() as stop:
+                while state["epoch"] < cfg.epochs and state["step"] < total_steps and status == "completed":
+                    loader = strategy.loader(train_set, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
+                                             epoch=state["epoch"], skip_batches=state["batch_in_epoch"],
+                                             num_workers=cfg.num_workers, collate=data.collate)
                     micro = 0
-                    last_norm = strategy.optimizer_step(model, optimizer, scaler=scaler, clip_grad_norm=cfg.clip_grad_norm)
-                    scheduler.step()
-                    state["step"] += 1
-                    step = state["step"]
-                    if step % cfg.log_every == 0 or step == total_steps:
-                        now = time.perf_counter()
-                        samples = window_n * strategy.world_size
-                        record = {"loss": float(window_loss) / max(window_n, 1), "lr": scheduler.get_last_lr()[0],
-                                  "samples_per_s": samples / max(now - window_start, 1e-9)}
-                        if last_norm is not None:
-                            record["grad_norm"] = last_norm
-                        state["samples"] += samples
-                        state["train_time"] += now - window_start
+                    for batch in loader:
+                        batch = task.to_device(batch, strategy.device, cfg.channels_last)
+                        boundary = micro + 1 == cfg.accumulate or state["batch_in_epoch"] + 1 == per_epoch
+                        with contextlib.nullcontext() if boundary else strategy.no_sync(model):
+                            loss, _ = strategy.forward_backward(forward_model, batch, loss_fn, autocast=amp,
+                                                                scale=1.0 / cfg.accumulate, scaler=scaler)
+                        n = task.batch_size(batch)
+                        window_loss += loss * n
+                        window_n += n
+                        micro += 1
+                        state["batch_in_epoch"] += 1
+                        if not boundary:
+                            continue
+                        micro = 0
+                        last_norm = strategy.optimizer_step(model, optimizer, scaler=scaler, clip_grad_norm=cfg.clip_grad_norm)
+                        scheduler.step()
+                        state["step"] += 1
+                        step = state["step"]
+                        if step % cfg.log_every == 0 or step == total_steps:
+                            now = time.perf_counter()
+                            samples = window_n * strategy.world_size
+                            record = {"loss": float(window_loss) / max(window_n, 1), "lr": scheduler.get_last_lr()[0],
+                                      "samples_per_s": samples / max(now - window_start, 1e-9)}
+                            if last_norm is not None:
+                                record["grad_norm"] = last_norm
+                            state["samples"] += samples
+                            state["train_time"] += now - window_start
+                            if strategy.is_main:
+                                rd.log({"step": step, "epoch": state["epoch"], "split": "train", **record, "time": time.time()})
+                            hook.on_step_end(run=ctx, step=step, metrics=record)
+                            progress.update(step, state["epoch"], record["loss"], record["samples_per_s"])
+                            window_loss.zero_()
+                            window_n, window_start = 0, time.perf_counter()
+                        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                            save_checkpoint()
+                            checkpointed_at = step
+                        if strategy.agree(stop.set):
+                            status = "interrupted"
+                            break
+                        if step >= total_steps:
+                            break
+                    if status != "completed":
+                        break
+                    if state["batch_in_epoch"] >= per_epoch:
+                        state["epoch"] += 1
+                        state["batch_in_epoch"] = 0
+                    last_epoch = state["epoch"] >= cfg.epochs or state["step"] >= total_steps
+                    if validation is not None and (state["epoch"] % cfg.eval_every == 0 or last_epoch):
+                        results = self._evaluate(model, task, validation, metrics, strategy, amp, data.collate)
+                        state["last_eval"] = results
                         if strategy.is_main:
-                            rd.log({"step": step, "epoch": state["epoch"], "split": "train", **record, "time": time.time()})
-                        hook.on_step_end(run=ctx, step=step, metrics=record)
-                        progress.update(step, state["epoch"], record["loss"], record["samples_per_s"])
-                        window_loss.zero_()
-                        window_n, window_start = 0, time.perf_counter()
-                    if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                        save_checkpoint()
-                        checkpointed_at = step
-                    if strategy.agree(stop.set):
-                        status = "interrupted"
-                        break
-                    if step >= total_steps:
-                        break
-                if status != "completed":
-                    break
-                if state["batch_in_epoch"] >= per_epoch:
-                    state["epoch"] += 1
-                    state["batch_in_epoch"] = 0
-                last_epoch = state["epoch"] >= cfg.epochs or state["step"] >= total_steps
-                if validation is not None and (state["epoch"] % cfg.eval_every == 0 or last_epoch):
-                    results = self._evaluate(model, task, validation, metrics, strategy, amp, data.collate)
-                    state["last_eval"] = results
-                    if strategy.is_main:
-                        rd.log({"step": state["step"], "epoch": state["epoch"], "split": "validation", **results, "time": time.time()})
-                    hook.on_evaluation_end(run=ctx, step=state["step"], split="validation", metrics=results)
-                    value = results[monitor]
-                    better = state["best"] is None or (value > state["best"] if mode == "max" else value < state["best"])
-                    if better:
-                        state["best"], state["best_step"], state["bad_evals"] = value, state["step"], 0
-                    else:
-                        state["bad_evals"] += 1
-                        if cfg.early_stopping is not None and state["bad_evals"] >= cfg.early_stopping:
-                            status = "stopped"
-        progress.close()
-        if checkpointed_at != state["step"] or status == "interrupted":
-            save_checkpoint()
-        summary = {
-            "status": status,
-            "steps": state["step"],
-            "epochs": state["epoch"],
-            "total_steps": total_steps,
-            "final": state["last_eval"],
-            "best": {"metric": monitor, "mode": mode, "value": state["best"], "step": state["best_step"]},
-            "wall_time_s": time.perf_counter() - started,
-            "train_samples_per_s": state["samples"] / state["train_time"] if state["train_time"] else None,
-            "run_dir": str(path),
-        }
-        if status != "interrupted":
-            state_dict = strategy.model_state(model)
+                            rd.log({"step": state["step"], "epoch": state["epoch"], "split": "validation", **results, "time": time.time()})
+                        hook.on_evaluation_end(run=ctx, step=state["step"], split="validation", metrics=results)
+                        value = results[monitor]
+                        better = state["best"] is None or (value > state["best"] if mode == "max" else value < state["best"])
+                        if better:
+                            state["best"], state["best_step"], state["bad_evals"] = value, state["step"], 0
+                        else:
+                            state["bad_evals"] += 1
+                            if cfg.early_stopping is not None and state["bad_evals"] >= cfg.early_stopping:
+                                status = "stopped"
+            progress.close()
+            if checkpointed_at != state["step"] or status == "interrupted":
+                save_checkpoint()
+            summary = {
+                "status": status,
+                "steps": state["step"],
+                "epochs": state["epoch"],
+                "total_steps": total_steps,
+                "final": state["last_eval"],
+                "best": {"metric": monitor, "mode": mode, "value": state["best"], "step": state["best_step"]},
+                "wall_time_s": time.perf_counter() - started,
+                "train_samples_per_s": state["samples"] / state["train_time"] if state["train_time"] else None,
+                "run_dir": str(path),
+            }
+            if status != "interrupted":
+                state_dict = strategy.model_state(model)
+                if strategy.is_main:
+                    save_model(rd.model_dir, state_dict, {
+                        "arch": parts.arch.qualified_name, "model_kwargs": model_kwargs, "task": parts.task.name,
+                        "dataset": parts.dataset.qualified_name, "data": cfg.data, "data_info": _jsonable(data.info),
+                        "metrics": [m.qualified_name for m in parts.metrics],
+                    })
             if strategy.is_main:
-                save_model(rd.model_dir, state_dict, {
-                    "arch": parts.arch.qualified_name, "model_kwargs": model_kwargs, "task": parts.task.name,
-                    "dataset": parts.dataset.qualified_name, "data": cfg.data, "data_info": _jsonable(data.info),
-                    "metrics": [m.qualified_name for m in parts.metrics],
-                })
+                rd.write_json("summary.json", summary)
+                config = rd.read_json("config.json")
+                config["status"] = status
+                rd.write_json("config.json", config)
+                _index(rd)
+            hook.on_run_end(run=ctx, status=status, summary=summary)
+            return summary
+        except BaseException as exc:
+            self._fail(rd, ctx, strategy, exc)
+            raise
+
+    def _fail(self, rd: RunDir, ctx: RunContext, strategy: Any, exc: BaseException) -> None:
+        """Record a run that raised, and let lifecycle hooks close what they opened."""
+        summary = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "run_dir": str(rd.path)}
         if strategy.is_main:
             rd.write_json("summary.json", summary)
             config = rd.read_json("config.json")
-            config["status"] = status
+            config["status"] = "failed"
             rd.write_json("config.json", config)
             _index(rd)
-        hook.on_run_end(run=ctx, status=status, summary=summary)
-        return summary
+        self.host.pm.hook.on_run_end(run=ctx, status="failed", summary=summary)
 
     def _evaluate(self, model: Any, task: Any, dataset: Any, metrics: Any, strategy: Any, amp: Any,
                   collate: Any) -> dict[str, float]:
@@ -315,6 +334,8 @@ def _hparams(cfg: RunConfig, parts: Parts) -> dict[str, Any]:
             flat.update({f"{key}.{k}": v for k, v in value.items() if isinstance(v, (int, float, str, bool))})
         elif isinstance(value, (int, float, str, bool)) and key not in ("run_dir", "runs_root", "quiet"):
             flat[key] = value
+    if cfg.lr is None:
+        flat["lr"] = DEFAULT_LR[cfg.optimizer]
     flat["task"] = parts.task.name
     return flat
 
