@@ -23,6 +23,7 @@ COMMANDS = {
     "list": "catalog:list_command",
     "info": "catalog:info_command",
     "plugins": "plugins:plugins_group",
+    "runs": "runs:runs_group",
     "train": "train:train_command",
     "evaluate": "train:evaluate_command",
     "predict": "train:predict_command",
