@@ -14,7 +14,7 @@ Importing this package stays cheap: no torch until something is built.
 from __future__ import annotations
 
 from ._version import __version__
-from .api import build, get_entry, kinds, list_entries, plugins
+from .api import build, get_entry, kinds, list_entries, list_plugins
 from .hookspecs import hookimpl, hookspec
 from .host import DEFAULT_PLUGINS, PluginHost, PluginInfo, PluginLoadError, get_host, reset_host
 from .registry import (
@@ -45,6 +45,6 @@ __all__ = [
     "hookspec",
     "kinds",
     "list_entries",
-    "plugins",
+    "list_plugins",
     "reset_host",
 ]

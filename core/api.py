@@ -61,6 +61,10 @@ def build(kind: str, name: str, /, **kwargs: Any) -> Any:
     return get_entry(kind, name).build(**kwargs)
 
 
-def plugins() -> list[PluginInfo]:
-    """Every plugin seen, with its status (``ok``, ``failed`` or ``blocked``)."""
+def list_plugins() -> list[PluginInfo]:
+    """Every plugin seen, with its status (``ok``, ``failed`` or ``blocked``).
+
+    Not called ``bestiary.plugins``: that name is the package of built-in plugins, and importing
+    it replaces any attribute of that name on ``bestiary``.
+    """
     return get_host().plugins

@@ -23,6 +23,22 @@ feeds the tuner, ``metadata`` holds static facts (JSON values). The host validat
 records its provenance (plugin, distribution, version). A registration hook must not import
 torch, return nothing, and raise nothing: a plugin whose hook raises, or which registers an
 invalid entry, is skipped as a whole and reported by ``bestiary plugins``.
+
+``defaults``, ``search_space`` and ``metadata`` hold JSON values only. A search space maps a run
+config field (``lr``, ``weight_decay``, ``batch_size``, ``label_smoothing``) or a factory option
+(``model.drop_path_rate``) to a distribution::
+
+    {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+     "batch_size": {"type": "categorical", "choices": [32, 64, 128]},
+     "model.depth": {"type": "int", "low": 2, "high": 8, "step": 2}}
+
+Lifecycle hooks
+---------------
+``on_run_start``, ``on_step_end``, ``on_evaluation_end``, ``on_checkpoint_saved`` and
+``on_run_end`` are called by the engine on every process of every run, in the order pluggy gives
+(plugins registered later first). Implementations must be cheap (they run inside the training loop)
+and must not raise: an exception ends the run as ``failed``. ``run`` is a
+:class:`bestiary.engine.run.RunContext`; check ``run.is_main`` before writing files.
 """
 
 from __future__ import annotations
@@ -123,16 +139,12 @@ def register_tasks(register: Register) -> None:
     """
 
 
-# Lifecycle hooks: called by the engine on every process of every run, in registration order.
-# Implementations must be cheap (they run inside the training loop) and must not raise: an
-# exception stops the run. ``run`` is a :class:`bestiary.engine.run.RunContext`.
-
-
 @hookspec
 def on_run_start(run: RunContext) -> None:
     """Called once a run is set up, before its first step (also when it resumes).
 
     :param run: the run: its config, directory, strategy (rank, world size), model and task.
+    :return: nothing; results of this hook are ignored.
     """
 
 
@@ -144,6 +156,7 @@ def on_step_end(run: RunContext, step: int, metrics: dict[str, float]) -> None:
     :param step: optimizer steps done so far.
     :param metrics: training figures averaged since the previous call: ``loss``, ``lr``,
         ``samples_per_s``, and ``grad_norm`` when gradients are clipped.
+    :return: nothing; results of this hook are ignored.
     """
 
 
@@ -155,6 +168,7 @@ def on_evaluation_end(run: RunContext, step: int, split: str, metrics: dict[str,
     :param step: optimizer steps done when the evaluation ran.
     :param split: the evaluated split (``validation`` during training).
     :param metrics: ``loss`` and every metric of the run, by name.
+    :return: nothing; results of this hook are ignored.
     """
 
 
@@ -165,6 +179,7 @@ def on_checkpoint_saved(run: RunContext, step: int, path: Path) -> None:
     :param run: the run.
     :param step: optimizer steps the checkpoint holds.
     :param path: the checkpoint directory.
+    :return: nothing; results of this hook are ignored.
     """
 
 
@@ -176,4 +191,5 @@ def on_run_end(run: RunContext, status: str, summary: dict[str, Any]) -> None:
     :param status: ``completed``, ``stopped`` (early stopping), ``interrupted`` (SIGTERM) or
         ``failed``.
     :param summary: what ``summary.json`` holds: final and best metrics, wall time, samples/s.
+    :return: nothing; results of this hook are ignored.
     """

@@ -31,6 +31,7 @@ log = logging.getLogger("bestiary")
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "bestiary.plugins.tasks",
     "bestiary.plugins.single",
+    "bestiary.plugins.tensorboard",
 )
 
 ENTRY_POINT_GROUP = "bestiary"
@@ -129,8 +130,9 @@ class PluginHost:
     :param strict: raise :class:`PluginLoadError` when any plugin fails (default:
         ``BESTIARY_STRICT_PLUGINS``).
 
-    ``BESTIARY_PLUGINS=pkg.mod,other.mod`` loads plugin modules by import path after the
-    built-ins, without packaging them (handy for scripts, tests and worker processes).
+    ``BESTIARY_PLUGINS=pkg.mod,name=other.mod`` loads plugin modules by import path after the
+    built-ins, without packaging them (handy for scripts, tests and worker processes); a plugin is
+    named after its top-level package unless ``name=`` says otherwise.
     """
 
     def __init__(
@@ -201,15 +203,15 @@ class PluginHost:
             if failed:
                 lines = "; ".join(f"{p.describe()}: {p.error}" for p in failed)
                 raise PluginLoadError(
-                    f"{len(failed)} plugin(s) failed to load: {lines}. Run `bestiary plugins` for "
-                    f"tracebacks; fix or uninstall the plugin, block it with {ENV_DISABLE}=<name>, "
+                    f"{len(failed)} plugin(s) failed to load: {lines}. Run `bestiary plugins --json` "
+                    f"for tracebacks; fix or uninstall the plugin, block it with {ENV_DISABLE}=<name>, "
                     f"or unset {ENV_STRICT} / drop --strict-plugins to skip broken plugins."
                 )
 
     def add_plugin(self, plugin: object, name: str | None = None) -> PluginInfo:
         """Register a plugin object at run time (for scripts and tests), like any other plugin."""
         self.load(strict=False)
-        name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        name = name or getattr(plugin, "__name__", "").rsplit(".", 1)[-1] or type(plugin).__name__.lower()
         module = getattr(plugin, "__name__", type(plugin).__module__)
         return self._load_one(name, module, lambda: plugin, "runtime", distribution="local", version="0")
 
@@ -251,7 +253,10 @@ class PluginHost:
             info.status, info.error = "failed", (
                 f"plugin name {name!r} is already taken by {other.distribution} {other.version}"
             )
-            self._records[f"{name} ({distribution})"] = info
+            key, n = f"{name} ({distribution})", 2
+            while key in self._records:
+                key, n = f"{name} ({distribution} #{n})", n + 1
+            self._records[key] = info
             log.warning("bestiary: %s skipped: %s", info.describe(), info.error)
             return info
         self._records[name] = info
@@ -263,9 +268,12 @@ class PluginHost:
         try:
             try:
                 plugin = loader()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 raise _PluginFailure(f"import failed: {type(exc).__name__}: {exc}", exc) from exc
             self._check_signatures(plugin)
+            if self._pm.is_registered(plugin):
+                other = self._pm.get_name(plugin)
+                raise _PluginFailure(f"{module} is already loaded as plugin {other!r}")
             try:
                 self._pm.register(plugin, name)
             except (pluggy.PluginValidationError, ValueError) as exc:

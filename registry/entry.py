@@ -7,6 +7,7 @@ Registering an entry never imports what it builds: the factory is an import stri
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -98,7 +99,16 @@ class Entry:
                 value = {}
             if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
                 raise InvalidEntryError(f"{what}: {attr} must be a mapping with string keys")
+            try:
+                json.dumps(dict(value), allow_nan=True)
+            except (TypeError, ValueError) as exc:
+                raise InvalidEntryError(f"{what}: {attr} must hold JSON values only ({exc})") from None
             object.__setattr__(self, attr, MappingProxyType(dict(value)))
+
+        _check_search_space(what, self.search_space)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.provenance.plugin, self.name))
 
     @property
     def qualified_name(self) -> str:
@@ -125,7 +135,7 @@ class Entry:
             obj: Any = importlib.import_module(module_name)
             for part in attr.split("."):
                 obj = getattr(obj, part)
-        except (ImportError, AttributeError) as exc:
+        except Exception as exc:
             p = self.provenance
             raise ImportError(
                 f"{singular(self.kind)} {self.qualified_name!r} cannot be built: its factory "
@@ -156,3 +166,23 @@ class Entry:
             "search_space": dict(self.search_space),
             "metadata": dict(self.metadata),
         }
+
+
+_SPACE_KEYS = {"float": {"low", "high"}, "int": {"low", "high"}, "categorical": {"choices"}}
+
+
+def _check_search_space(what: str, space: Mapping[str, Any]) -> None:
+    """Each dimension is ``{"type": "float"|"int", "low", "high"[, "log", "step"]}`` or
+    ``{"type": "categorical", "choices": [...]}``."""
+    for key, spec in space.items():
+        where = f"{what}: search_space[{key!r}]"
+        if not isinstance(spec, Mapping) or spec.get("type") not in _SPACE_KEYS:
+            raise InvalidEntryError(f"{where} must be a mapping with type float, int or categorical, got {spec!r}")
+        missing = _SPACE_KEYS[spec["type"]] - set(spec)
+        if missing:
+            raise InvalidEntryError(f"{where} of type {spec['type']} needs {', '.join(sorted(missing))}")
+        if spec["type"] == "categorical":
+            if not isinstance(spec["choices"], list | tuple) or not spec["choices"]:
+                raise InvalidEntryError(f"{where}: choices must be a non-empty list")
+        elif not spec["low"] < spec["high"] or (spec.get("log") and spec["low"] <= 0):
+            raise InvalidEntryError(f"{where}: need low < high (and low > 0 with log), got {spec['low']}..{spec['high']}")

@@ -68,13 +68,17 @@ class Table:
         raise UnknownEntryError(self.kind, name, self.suggest(name))
 
     def suggest(self, name: str, n: int = 5) -> list[str]:
-        """Names close to ``name``, best first."""
-        words = list(self._bare) + list(self._entries)
+        """Names close to ``name``, best first: qualified names when ``name`` is qualified, else bare
+        names (a bare name that several plugins register is offered in its qualified forms)."""
+        words = list(self._entries) if ":" in name else list(self._bare)
         close = difflib.get_close_matches(name, words, n=n, cutoff=0.6)
         if len(close) < n:
-            stem = name.split(":")[-1]
-            close += [w for w in sorted(self._bare) if stem and w.startswith(stem) and w not in close]
-        return close[:n]
+            close += [w for w in sorted(words) if name and w.startswith(name) and w not in close]
+        out: list[str] = []
+        for word in close:
+            same = self._bare.get(word, ())
+            out.extend(e.qualified_name for e in same) if len(same) > 1 else out.append(word)
+        return out[:n]
 
     def __contains__(self, name: object) -> bool:
         return name in self._index or name in self._bare
@@ -94,16 +98,17 @@ class Table:
         tag: str | None = None,
         plugin: str | None = None,
     ) -> list[Entry]:
-        """Entries matching any ``include`` pattern and no ``exclude`` pattern (fnmatch, matched
-        against both the bare and the qualified name), filtered by task, tag and plugin."""
+        """Entries matching any ``include`` pattern and no ``exclude`` pattern, filtered by task,
+        tag and plugin. Patterns are fnmatch patterns on the bare name (``resnet*``), or on the
+        qualified name when they contain ``:`` (``vision:*``); a bare pattern never matches the
+        plugin part, so ``v*`` does not list every entry of a plugin called ``vision``."""
         includes = _patterns(include)
         excludes = _patterns(exclude)
         out = []
         for entry in self:
-            names = (entry.name, entry.qualified_name)
-            if includes and not any(fnmatchcase(n, p) for p in includes for n in names):
+            if includes and not any(_match(entry, p) for p in includes):
                 continue
-            if excludes and any(fnmatchcase(n, p) for p in excludes for n in names):
+            if excludes and any(_match(entry, p) for p in excludes):
                 continue
             if task is not None and entry.task != task:
                 continue
@@ -113,6 +118,10 @@ class Table:
                 continue
             out.append(entry)
         return out
+
+
+def _match(entry: Entry, pattern: str) -> bool:
+    return fnmatchcase(entry.qualified_name if ":" in pattern else entry.name, pattern)
 
 
 def _patterns(value: str | Sequence[str] | None) -> list[str]:

@@ -66,8 +66,10 @@ def _print_entries(entries: list[Entry], kinds: list[str]) -> None:
             name = e.qualified_name if (e.kind, e.name) in ambiguous else e.name
             table.add_row(name, e.task or "-", e.provenance.plugin, e.description)
         console.print(table)
-    if not entries:
-        console.print("no entries match; run `bestiary list` to see everything", style="yellow")
+    if not entries and any(len(get_host().registry.table(k)) for k in kinds):
+        console.print("no entries match these filters; drop them to see every entry", style="yellow")
+    elif not entries:
+        console.print("no entries; install plugins with `bestiary plugins install PACKAGE`", style="yellow")
 
 
 def _ambiguous_names(entries: list[Entry]) -> set[tuple[str, str]]:

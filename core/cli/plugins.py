@@ -22,7 +22,12 @@ def plugins_group(ctx: click.Context, as_json: bool) -> None:
     records = host.plugins
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in records], indent=2))
-        return
+    else:
+        _print_plugins(records)
+    host.load()  # in strict mode, fail (exit 1) after showing what failed
+
+
+def _print_plugins(records: list) -> None:
     # rich only for people: --json never pays for it.
     from rich.console import Console
     from rich.table import Table
@@ -61,8 +66,20 @@ def _pip(*args: str) -> None:
 @click.option("-e", "--editable", help="Install a project in editable mode from this path.")
 @click.option("--force-reinstall", is_flag=True, help="Reinstall even if already installed.")
 @click.option("--no-cache-dir", is_flag=True, help="Do not use pip's cache.")
+@click.option("--no-deps", is_flag=True, help="Do not install the packages' dependencies.")
+@click.option(
+    "--no-build-isolation",
+    is_flag=True,
+    help="Build source packages with the build tools already installed (offline installs).",
+)
 def install_command(
-    packages: tuple[str, ...], upgrade: bool, editable: str | None, force_reinstall: bool, no_cache_dir: bool
+    packages: tuple[str, ...],
+    upgrade: bool,
+    editable: str | None,
+    force_reinstall: bool,
+    no_cache_dir: bool,
+    no_deps: bool,
+    no_build_isolation: bool,
 ) -> None:
     """Install plugin PACKAGES with pip into bestiary's own environment."""
     if not packages and not editable:
@@ -71,7 +88,8 @@ def install_command(
     if editable:
         args += ["--editable", editable]
     args += [flag for flag, on in (("--upgrade", upgrade), ("--force-reinstall", force_reinstall),
-                                   ("--no-cache-dir", no_cache_dir)) if on]
+                                   ("--no-cache-dir", no_cache_dir), ("--no-deps", no_deps),
+                                   ("--no-build-isolation", no_build_isolation)) if on]
     _pip(*args)
     click.echo("installed; run `bestiary plugins` to check that the plugin loads", err=True)
 

@@ -1,0 +1,1 @@
+"""bestiary-broken: a plugin package that installs fine and fails to load."""
