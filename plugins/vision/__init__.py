@@ -1,0 +1,1 @@
+"""Vision plugin: image-classification models, datasets and metrics."""
