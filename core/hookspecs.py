@@ -14,12 +14,13 @@ hook here is all it takes to create a new kind (the CLI lists it with no change)
 them once, lazily, on the first lookup, and passes a ``register`` callback::
 
     register(name, factory, *, task=None, description="", tags=(), defaults=None,
-             search_space=None, metadata=None)
+             search_space=None, metadata=None, namespace=None)
 
 ``name`` is lower-snake (``resnet50``); ``factory`` is an import string
 ``"package.module:attr"`` or a callable that does its heavy imports (torch, timm, ...) inside, so
 that registering stays cheap. ``defaults`` are keyword arguments for the factory, ``search_space``
-feeds the tuner, ``metadata`` holds static facts (JSON values). The host validates each entry and
+feeds the tuner, ``metadata`` holds static facts (JSON values); ``namespace`` replaces the plugin
+name as the prefix of the qualified name. The host validates each entry and
 records its provenance (plugin, distribution, version). A registration hook must not import
 torch, return nothing, and raise nothing: a plugin whose hook raises, or which registers an
 invalid entry, is skipped as a whole and reported by ``bestiary plugins``.
@@ -120,6 +121,36 @@ def register_strategies(register: Register) -> None:
 
     :param register: callback adding one entry per call; see the module docstring for its
         arguments.
+    :return: nothing; results of this hook are ignored.
+    """
+
+
+@hookspec
+def resolve_entry(kind: str, namespace: str, name: str, register: Register) -> None:
+    """Offer an entry, on demand, for a qualified name that no plugin registered up front.
+
+    Called when a lookup of ``namespace:name`` misses, so a plugin can serve an open-ended
+    family without listing it at start-up: the vision plugin answers ``timm:<any timm model>``.
+    Call ``register(name, factory, ..., namespace=namespace)`` for the entry if the plugin knows
+    it, or do nothing. Unlike registration hooks, this hook may import what it needs to decide.
+
+    :param kind: the table looked in (``architectures``).
+    :param namespace: the part before ``:``.
+    :param name: the part after ``:``.
+    :param register: the registration callback; pass ``namespace=`` so the qualified name matches.
+    :return: nothing; results of this hook are ignored.
+    """
+
+
+@hookspec
+def discover_entries(kind: str, register: Register) -> None:
+    """List every entry a plugin can offer on demand (see :func:`resolve_entry`).
+
+    Called once per kind when a user asks for everything (``bestiary list architectures --all``)
+    or lists with a qualified pattern (``'timm:convnext*'``). Cache what is costly to compute.
+
+    :param kind: the table being listed.
+    :param register: the registration callback; pass ``namespace=``.
     :return: nothing; results of this hook are ignored.
     """
 

@@ -55,6 +55,7 @@ class Register(Protocol):
         defaults: dict[str, Any] | None = None,
         search_space: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
+        namespace: str | None = None,
     ) -> None: ...
 
 
@@ -153,7 +154,7 @@ class PluginHost:
         self.kinds = registration_kinds()
         self._pm: pluggy.PluginManager | None = None
         self._loaded = False  # set once every plugin went through _load_one
-        self._registry = Registry(self.kinds)
+        self._registry = Registry(self.kinds, self._resolve, self._discover)
         self._records: dict[str, PluginInfo] = {}
         self._lock = threading.RLock()
 
@@ -296,6 +297,36 @@ class PluginHost:
         info.entries = {kind: len(table) for kind, table in staged.items() if len(table)}
         return info
 
+    def _on_demand(self, hook_name: str, kind: str, **kwargs: Any) -> list[Entry]:
+        """Entries that plugins offer through ``resolve_entry``/``discover_entries``.
+
+        A plugin that raises here is named in the error, with its distribution and version.
+        """
+        self.load(strict=False)
+        assert self._pm is not None
+        found: list[Entry] = []
+        for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
+            provenance = _provenance_of(self, impl.plugin)
+            table = Table(kind)
+            problems: list[InvalidEntryError] = []
+            register = _make_register(kind, provenance, table, problems)
+            args = {**kwargs, "kind": kind, "register": register}
+            try:
+                impl.function(**{a: args[a] for a in impl.argnames})
+            except Exception as exc:
+                raise RuntimeError(
+                    f"plugin {provenance.plugin!r} ({provenance.distribution} {provenance.version}) failed in "
+                    f"{hook_name}: {type(exc).__name__}: {exc}"
+                ) from exc
+            found.extend(table)
+        return found
+
+    def _resolve(self, kind: str, namespace: str, name: str) -> list[Entry]:
+        return self._on_demand("resolve_entry", kind, namespace=namespace, name=name)
+
+    def _discover(self, kind: str) -> list[Entry]:
+        return self._on_demand("discover_entries", kind)
+
     def _check_signatures(self, plugin: object) -> None:
         """Refuse hookimpls asking for arguments their hookspec does not provide."""
         for attr in dir(plugin):
@@ -358,6 +389,12 @@ class PluginHost:
         return staged
 
 
+def _provenance_of(host: PluginHost, plugin: object) -> Provenance:
+    assert host._pm is not None
+    info = host._records[host._pm.get_name(plugin)]  # type: ignore[index]
+    return Provenance(info.name, info.distribution, info.version)
+
+
 def _importer(path: str) -> Callable[[], object]:
     def load() -> object:
         import importlib
@@ -378,6 +415,7 @@ def _make_register(kind: str, provenance: Provenance, table: Table, problems: li
         defaults: dict[str, Any] | None = None,
         search_space: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
+        namespace: str | None = None,
     ) -> None:
         try:
             table.add(
@@ -392,6 +430,7 @@ def _make_register(kind: str, provenance: Provenance, table: Table, problems: li
                     search_space=search_space or {},
                     metadata=metadata or {},
                     provenance=provenance,
+                    namespace=namespace,
                 )
             )
         except InvalidEntryError as exc:

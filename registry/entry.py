@@ -50,6 +50,8 @@ class Entry:
     :param search_space: hyperparameter search space for the tuner.
     :param metadata: any other static facts (parameter count, input size, ...), JSON values.
     :param provenance: which plugin and distribution registered it; set by the host.
+    :param namespace: prefix of the qualified name when it is not the plugin's name (the vision
+        plugin offers any timm model as ``timm:<name>``).
     """
 
     name: str
@@ -62,6 +64,7 @@ class Entry:
     search_space: Mapping[str, Any] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
     provenance: Provenance = Provenance("unknown", "unknown", "0")
+    namespace: str | None = None
 
     def __post_init__(self) -> None:
         what = f"{singular(self.kind)} {self.name!r}"
@@ -81,6 +84,8 @@ class Entry:
                 f"{what}: factory must be 'package.module:attribute' or a callable, "
                 f"got {type(self.factory).__name__}"
             )
+        if self.namespace is not None and (not isinstance(self.namespace, str) or not NAME_RE.match(self.namespace)):
+            raise InvalidEntryError(f"{what}: namespace must be a lower-case name or None, got {self.namespace!r}")
         if self.task is not None and (not isinstance(self.task, str) or not NAME_RE.match(self.task)):
             raise InvalidEntryError(f"{what}: task must be a lower-case name or None, got {self.task!r}")
         if not isinstance(self.description, str):
@@ -112,8 +117,8 @@ class Entry:
 
     @property
     def qualified_name(self) -> str:
-        """``plugin:name``, unique across all plugins."""
-        return f"{self.provenance.plugin}:{self.name}"
+        """``plugin:name`` (or ``namespace:name``), unique across all plugins."""
+        return f"{self.namespace or self.provenance.plugin}:{self.name}"
 
     @property
     def factory_path(self) -> str:
@@ -157,6 +162,7 @@ class Entry:
             "kind": self.kind,
             "task": self.task,
             "plugin": self.provenance.plugin,
+            "namespace": self.namespace,
             "distribution": self.provenance.distribution,
             "version": self.provenance.version,
             "description": self.description,

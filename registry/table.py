@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from fnmatch import fnmatchcase
 
 from .entry import Entry
@@ -21,13 +21,30 @@ class Table:
 
     Lookups go through one dictionary holding every qualified name and every bare name that only
     one plugin registered, so a hit costs one dict access; misses take the slow path that explains.
+
+    Besides the entries plugins register up front, a table can hold *dynamic* entries: ones a
+    plugin produces on demand for a qualified name (``timm:convnext_atto``) through ``resolver``,
+    or lists on request through ``discoverer``. They are found by qualified name only, and listed
+    only when asked for (``select(..., dynamic=True)``).
+
+    :param resolver: ``(kind, namespace, name) -> entries`` for a qualified name not registered.
+    :param discoverer: ``(kind) -> entries`` listing every dynamic entry.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(
+        self,
+        kind: str,
+        resolver: Callable[[str, str, str], list[Entry]] | None = None,
+        discoverer: Callable[[str], list[Entry]] | None = None,
+    ) -> None:
         self.kind = kind
         self._entries: dict[str, Entry] = {}  # qualified name -> entry
         self._bare: dict[str, list[Entry]] = {}
         self._index: dict[str, Entry] = {}
+        self._dynamic: dict[str, Entry] = {}
+        self._resolver = resolver
+        self._discoverer = discoverer
+        self._discovered = False
 
     def add(self, entry: Entry) -> None:
         """Add ``entry``; a second entry with the same qualified name is refused."""
@@ -58,6 +75,10 @@ class Table:
             return self._index[name]
         except KeyError:
             pass
+        if ":" in name:
+            found = self._resolve(name)
+            if found is not None:
+                return found
         same = self._bare.get(name)
         if same:
             raise AmbiguousEntryError(
@@ -66,6 +87,28 @@ class Table:
                 [(e.qualified_name, e.provenance.distribution, e.provenance.version) for e in same],
             )
         raise UnknownEntryError(self.kind, name, self.suggest(name))
+
+    def _resolve(self, qualified: str) -> Entry | None:
+        if qualified in self._dynamic:
+            return self._dynamic[qualified]
+        if self._resolver is None:
+            return None
+        namespace, _, name = qualified.partition(":")
+        for entry in self._resolver(self.kind, namespace, name):
+            self.add_dynamic(entry)
+        return self._dynamic.get(qualified)
+
+    def add_dynamic(self, entry: Entry) -> None:
+        """Add an entry found on demand; registered entries keep their qualified names."""
+        if entry.qualified_name not in self._entries:
+            self._dynamic.setdefault(entry.qualified_name, entry)
+
+    def discover(self) -> None:
+        """Ask the discoverer, once, for every dynamic entry."""
+        if self._discoverer is not None and not self._discovered:
+            for entry in self._discoverer(self.kind):
+                self.add_dynamic(entry)
+            self._discovered = True
 
     def suggest(self, name: str, n: int = 5) -> list[str]:
         """Names close to ``name``, best first: qualified names when ``name`` is qualified, else bare
@@ -97,15 +140,21 @@ class Table:
         task: str | None = None,
         tag: str | None = None,
         plugin: str | None = None,
+        dynamic: bool = False,
     ) -> list[Entry]:
         """Entries matching any ``include`` pattern and no ``exclude`` pattern, filtered by task,
         tag and plugin. Patterns are fnmatch patterns on the bare name (``resnet*``), or on the
         qualified name when they contain ``:`` (``vision:*``); a bare pattern never matches the
-        plugin part, so ``v*`` does not list every entry of a plugin called ``vision``."""
+        plugin part, so ``v*`` does not list every entry of a plugin called ``vision``. With
+        ``dynamic``, entries that plugins offer on request are discovered and listed too."""
         includes = _patterns(include)
         excludes = _patterns(exclude)
         out = []
-        for entry in self:
+        entries = list(self)
+        if dynamic:
+            self.discover()
+            entries += sorted(self._dynamic.values(), key=lambda e: (e.name, e.qualified_name))
+        for entry in entries:
             if includes and not any(_match(entry, p) for p in includes):
                 continue
             if excludes and any(_match(entry, p) for p in excludes):
@@ -135,8 +184,13 @@ def _patterns(value: str | Sequence[str] | None) -> list[str]:
 class Registry:
     """One :class:`Table` per kind."""
 
-    def __init__(self, kinds: Iterable[str]) -> None:
-        self._tables = {kind: Table(kind) for kind in kinds}
+    def __init__(
+        self,
+        kinds: Iterable[str],
+        resolver: Callable[[str, str, str], list[Entry]] | None = None,
+        discoverer: Callable[[str], list[Entry]] | None = None,
+    ) -> None:
+        self._tables = {kind: Table(kind, resolver, discoverer) for kind in kinds}
 
     @property
     def kinds(self) -> list[str]:
@@ -165,6 +219,9 @@ class Registry:
         for table in self._tables.values():
             if name in table._index:
                 found.append(table._index[name])
+            elif ":" in name:
+                entry = table._resolve(name)
+                found.extend([entry] if entry is not None else [])
             else:
                 found.extend(table._bare.get(name, ()))
         return found

@@ -399,6 +399,7 @@ def test_entry_to_dict():
         "kind": "architectures",
         "task": "forecasting",
         "plugin": "beta",
+        "namespace": None,
         "distribution": "bestiary-beta",
         "version": "2.0.1",
         "description": "A net",

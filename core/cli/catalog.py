@@ -19,6 +19,8 @@ from ..registry import Entry, UnknownEntryError, singular
 @click.option("--task", help="Only entries of this task.")
 @click.option("--tag", help="Only entries with this tag.")
 @click.option("--plugin", help="Only entries from this plugin.")
+@click.option("--all", "show_all", is_flag=True,
+              help="Also list entries plugins offer on request (every timm model as timm:<name>, ...).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def list_command(
     kind: str | None,
@@ -27,6 +29,7 @@ def list_command(
     task: str | None,
     tag: str | None,
     plugin: str | None,
+    show_all: bool,
     as_json: bool,
 ) -> None:
     """List entries of KIND (all kinds when omitted) whose names match PATTERNS.
@@ -40,7 +43,8 @@ def list_command(
     entries = [
         e
         for t in tables
-        for e in t.select(list(patterns) or None, list(exclude) or None, task=task, tag=tag, plugin=plugin)
+        for e in t.select(list(patterns) or None, list(exclude) or None, task=task, tag=tag, plugin=plugin,
+                          dynamic=show_all or any(":" in p for p in patterns))
     ]
     if as_json:
         click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
