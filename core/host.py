@@ -32,6 +32,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "bestiary.plugins.tasks",
     "bestiary.plugins.single",
     "bestiary.plugins.tensorboard",
+    "bestiary.plugins.vision",
 )
 
 ENTRY_POINT_GROUP = "bestiary"

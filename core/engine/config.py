@@ -37,6 +37,9 @@ class RunConfig:
     """Extra keyword arguments for the architecture factory."""
     data: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for the dataset factory."""
+    weights: str | None = None
+    """Local file of pretrained weights (.safetensors or a torch/timm checkpoint); tensors whose shape
+    differs (a classifier for other classes) stay freshly initialised."""
     metrics: list[str] | None = None
     """Metric names to report; default: the task's default metrics."""
     epochs: int = 1

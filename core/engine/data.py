@@ -24,6 +24,8 @@ class Data:
     :param test: test split, or ``None``.
     :param info: task facts, for example ``{"num_classes": 10, "in_chans": 1, "input_size": [1, 8, 8]}``.
     :param collate: batch collation function; default ``torch.utils.data.default_collate``.
+    :param train_collate: collation for training batches only (batch-level augmentation such as
+        mixup); default ``collate``.
     """
 
     train: Any
@@ -31,6 +33,7 @@ class Data:
     test: Any = None
     info: Mapping[str, Any] = field(default_factory=dict)
     collate: Any = None
+    train_collate: Any = None
 
     def split(self, name: str) -> Any:
         """The split called ``name``; a clear error when the dataset has none."""
@@ -73,6 +76,11 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         self.length, self.shuffle, self.seed, self.epoch = length, shuffle, seed, epoch
         self.rank, self.world_size, self.skip = rank, world_size, skip
         self.per_rank = -(-length // world_size)
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Move to ``epoch``, skipping its first ``skip`` samples (the loader and its persistent
+        workers stay, only the order changes)."""
+        self.epoch, self.skip = epoch, skip
 
     def _indices(self) -> list[int]:
         if self.shuffle:
@@ -129,8 +137,14 @@ def make_loader(
         collate_fn=collate,
         generator=generator,
         pin_memory=pin_memory,
-        persistent_workers=False,
+        persistent_workers=num_workers > 0,
     )
+
+
+def set_epoch(loader: Any, epoch: int, skip_batches: int = 0) -> None:
+    """Point a loader from :func:`make_loader` at another epoch (and resume position)."""
+    sampler = loader.sampler
+    sampler.set_epoch(epoch, skip_batches * loader.batch_size)
 
 
 def batches_per_epoch(length: int, batch_size: int, world_size: int = 1, drop_last: bool = False) -> int:

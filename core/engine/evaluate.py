@@ -57,6 +57,7 @@ def evaluate_run(run_dir: str | Path, *, dataset: str | None = None, split: str 
     """
     from ..api import get_entry
     from ..errors import TaskMismatchError
+    from ..host import get_host
     from .artifact import load_model, read_meta
     from .data import make_loader
     from .rundir import RunDir
@@ -70,14 +71,19 @@ def evaluate_run(run_dir: str | Path, *, dataset: str | None = None, split: str 
         raise TaskMismatchError(f"dataset {entry.name!r} is for {entry.task}, but the model of {rd.path} is for {meta['task']}")
     data = build_data(entry, meta.get("data", {}) if dataset is None else {})
     task = get_entry("tasks", meta["task"]).build()
-    metrics = build_metrics([get_entry("metrics", m) for m in meta.get("metrics", [])])
+    names = list(meta.get("metrics", []))
+    registry = get_host().registry.table("metrics")
+    names += [m for m in task.report_metrics if m in registry and registry.get(m).qualified_name not in names]
+    metrics = build_metrics([get_entry("metrics", m) for m in names])
     strategy = Strategy()
     strategy.setup(device)
     model = load_model(rd.path, device=strategy.device)
     loader = make_loader(data.split(split), batch_size=batch_size or config.get("batch_size", 32), shuffle=False,
                          seed=0, collate=data.collate)
     results = evaluate(model, task, loader, metrics, strategy, autocast=autocast(config.get("precision", "fp32"), strategy.device))
-    record = {"split": split, "dataset": entry.qualified_name, "time": time.time(), **results}
+    files = task.write_report(results, data.info, rd.path / "reports" / f"{split}-{entry.name}")
+    record = {"split": split, "dataset": entry.qualified_name, "time": time.time(), **results,
+              "report": [str(f) for f in files]}
     with open(rd.path / "evaluations.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     return record

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,23 @@ def resolve(cfg: RunConfig, host: PluginHost | None = None) -> Parts:
                 f"see `bestiary list metrics --task {task_name}`"
             )
     return Parts(arch, dataset, strategy, task, metrics)
+
+
+def architecture_kwargs(entry: Entry, suggested: dict[str, Any], explicit: dict[str, Any]) -> dict[str, Any]:
+    """Factory arguments for an architecture: what the task derives from the dataset
+    (``num_classes``, ``in_chans``, ``img_size``, ...) as far as the factory accepts it, under the
+    entry's defaults, then the user's explicit options, which always pass (and fail loudly)."""
+    factory = entry.load()
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # builtins and C callables: pass everything
+        return {**suggested, **explicit}
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        accepted = dict(suggested)
+    else:
+        names = {p.name for p in params}
+        accepted = {k: v for k, v in suggested.items() if k in names}
+    return {**accepted, **explicit}
 
 
 def build_data(entry: Entry, options: dict[str, Any]) -> Data:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch  # task adapters compute losses; only runs import this module
@@ -19,12 +20,21 @@ class Task(ABC):
     :cvar default_metrics: metric names reported when a run names none.
     :cvar monitor: default validation metric for best-model tracking and early stopping.
     :cvar mode: ``"max"`` or ``"min"`` for :attr:`monitor`.
+    :cvar report_metrics: metrics ``bestiary evaluate`` adds, when registered, for the report.
     """
 
     name = "task"
     default_metrics: tuple[str, ...] = ()
     monitor = "loss"
     mode = "min"
+    report_metrics: tuple[str, ...] = ()
+
+    def write_report(self, results: Mapping[str, Any], info: Mapping[str, Any], directory: Path) -> list[Path]:
+        """Write the task's evaluation report (tables, plots) into ``directory``; return the files.
+
+        The default writes nothing.
+        """
+        return []
 
     def model_kwargs(self, info: Mapping[str, Any]) -> dict[str, Any]:
         """Architecture factory arguments implied by the dataset's ``info`` (e.g. ``num_classes``)."""

@@ -23,12 +23,13 @@ from ..errors import ConfigError
 from ..host import PluginHost, get_host
 from .artifact import save_model
 from .config import RunConfig
-from .data import batches_per_epoch
+from .data import batches_per_epoch, set_epoch
 from .evaluate import evaluate
 from .optim import DEFAULT_LR, build_optimizer, build_scheduler
 from .progress import Progress
-from .run import Parts, RunContext, autocast, build_data, build_metrics, resolve
+from .run import Parts, RunContext, architecture_kwargs, autocast, build_data, build_metrics, resolve
 from .rundir import RunDir, environment, new_run_dir
+from .weights import load_weights
 
 
 def seed_everything(seed: int) -> None:
@@ -119,8 +120,11 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         data = build_data(parts.dataset, cfg.data)
-        model_kwargs = {**task.model_kwargs(data.info), **cfg.model}
-        model = strategy.prepare_model(parts.arch.build(**model_kwargs), channels_last=cfg.channels_last)
+        model_kwargs = architecture_kwargs(parts.arch, task.model_kwargs(data.info), cfg.model)
+        model = parts.arch.build(**model_kwargs)
+        if cfg.weights:
+            load_weights(model, cfg.weights)
+        model = strategy.prepare_model(model, channels_last=cfg.channels_last)
         optimizer = build_optimizer(model, cfg)
         train_set = data.split("train")
         per_epoch = batches_per_epoch(len(train_set), cfg.batch_size, strategy.world_size)
@@ -203,10 +207,11 @@ class Trainer:
             started = time.perf_counter()
             model.train()
             with _StopFlag() as stop:
+                loader = strategy.loader(train_set, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
+                                         epoch=state["epoch"], skip_batches=state["batch_in_epoch"],
+                                         num_workers=cfg.num_workers, collate=data.train_collate or data.collate)
                 while state["epoch"] < cfg.epochs and state["step"] < total_steps and status == "completed":
-                    loader = strategy.loader(train_set, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
-                                             epoch=state["epoch"], skip_batches=state["batch_in_epoch"],
-                                             num_workers=cfg.num_workers, collate=data.collate)
+                    set_epoch(loader, state["epoch"], state["batch_in_epoch"])
                     micro = 0
                     for batch in loader:
                         batch = task.to_device(batch, strategy.device, cfg.channels_last)

@@ -52,7 +52,10 @@ def check_architecture(
     task = build_task(entry, task_name)
     info = task_info(task_name, cfg)
     with step(entry, "model kwargs"):
-        kwargs = {**task.model_kwargs(info), **cfg.build}
+        # the engine's own rule: task-derived arguments the factory accepts, then explicit ones
+        from ..engine.run import architecture_kwargs
+
+        kwargs = architecture_kwargs(entry, task.model_kwargs(info), dict(cfg.build))
     n = int(cfg.batch_size or 2)
     with seeded(0):
         with step(

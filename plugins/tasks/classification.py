@@ -19,15 +19,26 @@ class ImageClassification(Task):
     monitor = "accuracy"
     mode = "max"
 
+    report_metrics = ("confusion_matrix",)
+
     def model_kwargs(self, info: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: info[k] for k in ("num_classes", "in_chans") if k in info}
+        """``num_classes``, ``in_chans`` and ``img_size`` (from ``input_size`` ``[C, H, W]``)."""
+        kwargs = {k: info[k] for k in ("num_classes", "in_chans") if k in info}
+        size = info.get("input_size")
+        if size and len(size) == 3:
+            kwargs["img_size"] = size[1] if size[1] == size[2] else [size[1], size[2]]
+        return kwargs
 
     def batch_size(self, batch: Any) -> int:
         return int(batch[0].shape[0])
 
+    def write_report(self, results: Mapping[str, Any], info: Mapping[str, Any], directory: Path) -> list[Path]:
+        return write_classification_report(results, info, directory)
+
     def loss(self, model: torch.nn.Module, batch: Any, *, label_smoothing: float = 0.0) -> tuple[torch.Tensor, Any]:
         images, labels = batch[0], batch[1]
         logits = model(images)
+        # labels are class indices, or class probabilities [B, C] after mixup/cutmix
         return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing), logits
 
     def predict(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
@@ -77,6 +88,72 @@ class ImageClassification(Task):
             arr = np.asarray(img, dtype=np.float32) / 255.0
             images.append(torch.from_numpy(arr).reshape(h, w, c).permute(2, 0, 1))
         return torch.stack(images)
+
+
+def per_class(matrix: list[list[float]]) -> list[dict[str, float]]:
+    """Precision, recall, F1 and support of each class from a confusion matrix (rows: truth)."""
+    rows = []
+    n = len(matrix)
+    for c in range(n):
+        tp = matrix[c][c]
+        predicted = sum(matrix[r][c] for r in range(n))
+        support = sum(matrix[c])
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"precision": precision, "recall": recall, "f1": f1, "support": int(support)})
+    return rows
+
+
+def write_classification_report(results: Mapping[str, Any], info: Mapping[str, Any], directory: Path) -> list[Path]:
+    """``per_class.csv``, ``report.md`` and ``confusion_matrix.png`` from the confusion matrix."""
+    matrix = results.get("confusion_matrix")
+    if not matrix:
+        return []
+    directory.mkdir(parents=True, exist_ok=True)
+    classes = [str(c) for c in (info.get("classes") or range(len(matrix)))]
+    rows = per_class(matrix)
+    csv_path = directory / "per_class.csv"
+    with open(csv_path, "w") as f:
+        f.write("class,precision,recall,f1,support\n")
+        for name, r in zip(classes, rows):
+            f.write(f"{name},{r['precision']:.6f},{r['recall']:.6f},{r['f1']:.6f},{r['support']}\n")
+    md_path = directory / "report.md"
+    lines = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']} |" for name, r in zip(classes, rows)]
+    scalars = {k: v for k, v in results.items() if isinstance(v, float)}
+    lines += ["", *[f"- {k}: {v:.6g}" for k, v in scalars.items()]]
+    md_path.write_text("\n".join(lines) + "\n")
+    png_path = directory / "confusion_matrix.png"
+    _plot_confusion(matrix, classes, png_path)
+    return [csv_path, md_path, png_path]
+
+
+def _plot_confusion(matrix: list[list[float]], classes: list[str], path: Path) -> None:
+    # matplotlib only when a report is written; the Agg canvas needs no display
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = len(matrix)
+    size = max(4.0, 0.45 * n + 2)
+    fig = Figure(figsize=(size, size))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(n), classes, rotation=90 if n > 10 else 0)
+    ax.set_yticks(range(n), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix")
+    if n <= 20:
+        peak = max(max(r) for r in matrix) or 1
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, int(matrix[i][j]), ha="center", va="center", fontsize=8,
+                        color="white" if matrix[i][j] > peak / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 class Accuracy(Metric):

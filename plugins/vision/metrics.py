@@ -2,7 +2,7 @@
 
 Top-1 accuracy lives in ``bestiary.plugins.tasks``; this module adds top-k accuracy, precision,
 recall and F1 (macro, micro, weighted), the confusion matrix, one-vs-rest ROC-AUC, log loss and the
-expected calibration error. :data:`METRICS` lists them for ``register_metrics``.
+expected calibration error. :data:`bestiary.plugins.vision.METRICS` lists them for ``register_metrics``.
 
 Every metric but ROC-AUC keeps additive float64 statistics (``reduction = "sum"``), so batches and
 processes combine by summing. Metrics whose state depends on the number of classes ``C`` (the
@@ -16,13 +16,12 @@ that its state reduces with the others.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch  # metrics accumulate tensors; only runs import this module
 
 from bestiary.engine.metrics import Metric
 
-_HERE = "bestiary.plugins.vision.metrics"
 ECE_BINS = 15
 
 
@@ -300,35 +299,3 @@ class ExpectedCalibrationError(Metric):
         count, confidence, correct = state.reshape(3, ECE_BINS)
         n = count.sum()
         return float((correct - confidence).abs().sum() / n) if n else float("nan")
-
-
-class MetricSpec(NamedTuple):
-    """One row of :data:`METRICS`; ``higher_is_better`` is None where the value is not a score."""
-
-    name: str
-    factory: str
-    description: str
-    higher_is_better: bool | None
-
-
-_AVERAGES = {"macro": "unweighted mean over classes", "micro": "over all samples",
-             "weighted": "mean over classes weighted by support"}
-
-#: The metrics of this module for ``register_metrics`` (task ``image-classification``).
-METRICS: list[MetricSpec] = [
-    MetricSpec("top3", f"{_HERE}:Top3Accuracy", "Top-3 accuracy: label among the 3 highest logits", True),
-    MetricSpec("top5", f"{_HERE}:Top5Accuracy", "Top-5 accuracy: label among the 5 highest logits", True),
-    *(MetricSpec(f"{score}_{average}", f"{_HERE}:{cls}{average.capitalize()}",
-                 f"{label}, {_AVERAGES[average]} (zero_division=0)", True)
-      for score, cls, label in (("precision", "Precision", "Precision"), ("recall", "Recall", "Recall"),
-                                ("f1", "F1", "F1 score"))
-      for average in ("macro", "micro", "weighted")),
-    MetricSpec("confusion_matrix", f"{_HERE}:ConfusionMatrix",
-               "Confusion matrix [C, C] as lists: rows true class, columns predicted class", None),
-    MetricSpec("roc_auc", f"{_HERE}:RocAuc",
-               "ROC-AUC of softmax probabilities, one-vs-rest macro (positive class when C = 2)", True),
-    MetricSpec("log_loss", f"{_HERE}:LogLoss",
-               "Mean negative log-likelihood of the softmax probabilities", False),
-    MetricSpec("ece", f"{_HERE}:ExpectedCalibrationError",
-               "Expected calibration error of the top softmax probability, 15 equal-width bins", False),
-]

@@ -18,6 +18,7 @@ pytest.importorskip("sklearn")
 from sklearn import metrics as skm  # noqa: E402
 
 from bestiary.engine.metrics import Metric  # noqa: E402
+from bestiary.plugins.vision import METRICS as VISION_METRICS  # noqa: E402
 from bestiary.plugins.vision import metrics as vm  # noqa: E402
 
 SEEDS = (0, 1, 2)
@@ -155,9 +156,8 @@ def reference(name: str, logits: torch.Tensor, labels: torch.Tensor,
 
 
 def build(name: str, **kwargs: object) -> Metric:
-    spec = next(s for s in vm.METRICS if s.name == name)
-    module, _, attr = spec.factory.partition(":")
-    return getattr(importlib.import_module(module), attr)(**kwargs)
+    cls = next(row[1] for row in VISION_METRICS if row[0] == name)
+    return getattr(vm, cls)(**kwargs)
 
 
 def assert_same(actual: object, expected: object, rel: float = 1e-9) -> None:
@@ -172,7 +172,7 @@ def assert_same(actual: object, expected: object, rel: float = 1e-9) -> None:
         assert actual == pytest.approx(expected, rel=rel, abs=1e-12)
 
 
-NAMES = [s.name for s in vm.METRICS]
+NAMES = [row[0] for row in VISION_METRICS]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -207,14 +207,13 @@ def test_metrics_table() -> None:
                        for a in ("macro", "micro", "weighted")),
                      "confusion_matrix", "roc_auc", "log_loss", "ece"]
     assert "accuracy" not in NAMES  # top-1 accuracy belongs to bestiary.plugins.tasks
-    for spec in vm.METRICS:
-        name, factory, description, higher_is_better = spec  # plain 4-tuples for register loops
-        assert factory.startswith("bestiary.plugins.vision.metrics:") and description
+    for name, cls, description, higher_is_better in VISION_METRICS:
+        assert hasattr(vm, cls) and description
         metric = build(name)
         assert isinstance(metric, Metric)
         if higher_is_better is not None:
             assert metric.higher_is_better is higher_is_better
-    assert next(s for s in vm.METRICS if s.name == "confusion_matrix").higher_is_better is None
+    assert next(row[3] for row in VISION_METRICS if row[0] == "confusion_matrix") is None
 
 
 def test_top_k_with_explicit_k() -> None:
