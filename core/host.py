@@ -193,8 +193,9 @@ class PluginHost:
                     try:
                         for path in self.builtins:
                             self._load_one(path.rsplit(".", 1)[-1], path, _importer(path), "builtin")
-                        for path in self.extra:
-                            self._load_one(path.rsplit(".", 1)[-1], path, _importer(path), "env",
+                        for item in self.extra:
+                            name, _, path = item.rpartition("=")
+                            self._load_one(name or path.split(".", 1)[0], path, _importer(path), "env",
                                            distribution="local", version="0")
                         if self.autoload:
                             self._load_entry_points()

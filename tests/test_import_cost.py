@@ -69,7 +69,7 @@ def env(site):
     write_dist(site, project["name"], project["version"], project["entry-points"]["bestiary"])
     return clean_env(
         PYTHONPATH=f"{site}:{EXAMPLE_DIR}:{FIXTURES_DIR}",
-        BESTIARY_PLUGINS="bestiary_fixtures.alpha,bestiary_fixtures.beta",
+        BESTIARY_PLUGINS="alpha=bestiary_fixtures.alpha,beta=bestiary_fixtures.beta",
     )
 
 

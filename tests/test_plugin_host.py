@@ -300,7 +300,7 @@ def test_entry_points_can_be_blocked_by_name(in_site, monkeypatch):
 
 def test_plugins_by_import_path_from_environment(in_site, monkeypatch):
     in_site("bestiary-gamma", "2.5", {"gamma": "bestiary_fixtures.counting"})
-    monkeypatch.setenv("BESTIARY_PLUGINS", "bestiary_fixtures.beta, bestiary_fixtures.import_error")
+    monkeypatch.setenv("BESTIARY_PLUGINS", "beta=bestiary_fixtures.beta, import_error=bestiary_fixtures.import_error")
     host = make_host("alpha", autoload=True)
     ours = {"alpha", "beta", "import_error", "gamma"}
     assert [(p.name, p.source) for p in host.plugins if p.name in ours] == [
@@ -313,6 +313,13 @@ def test_plugins_by_import_path_from_environment(in_site, monkeypatch):
     assert (beta.status, beta.distribution, beta.version) == ("ok", "local", "0")
     assert host.registry.table("architectures").get("beta:beta_net").provenance.distribution == "local"
     assert (broken.status, broken.error) == ("failed", IMPORT_ERROR)
+
+
+def test_plugins_from_environment_are_named_after_their_package(monkeypatch):
+    monkeypatch.setenv("BESTIARY_PLUGINS", "bestiary_fixtures.beta")
+    host = make_host()
+    assert [(p.name, p.module) for p in host.plugins] == [("bestiary_fixtures", "bestiary_fixtures.beta")]
+    assert host.registry.table("architectures").get("beta_net").qualified_name == "bestiary_fixtures:beta_net"
 
 
 # -- names -------------------------------------------------------------------------------------

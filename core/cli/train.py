@@ -20,13 +20,20 @@ def train_command(arch: str | None, resume: str | None, as_json: bool, **options
     """Train ARCH on --dataset and evaluate it; the run lands in a new run directory.
 
     \b
-    bestiary train toy_mlp --dataset blobs --epochs 3 --lr 0.01
+    bestiary train resnet18 --dataset digits --epochs 3 --lr 0.01
     bestiary train --resume runs/20261126-101500-resnet18-digits-1a2b
+
+    Ctrl-C or SIGTERM saves a checkpoint and exits (130 / 143); --resume continues.
     """
     # Importing the trainer imports torch: only here, never for listing.
     from ..engine.trainer import Trainer
 
     if resume:
+        given = sorted(k for k, v in options.items() if v not in (None, ()) and k != "quiet")
+        if arch or given:
+            extra = ", ".join(["ARCH"] * bool(arch) + ["--" + k.replace("_", "-") for k in given])
+            raise click.UsageError(f"--resume continues a run with its saved config; drop {extra} "
+                                   "(start a new run to change the config)")
         trainer = Trainer(resume=resume, quiet=options.get("quiet"))
     else:
         if not arch:
@@ -41,7 +48,7 @@ def train_command(arch: str | None, resume: str | None, as_json: bool, **options
         _print_summary(summary)
     if summary["status"] == "interrupted":
         click.echo(f"interrupted; continue with `bestiary train --resume {summary['run_dir']}`", err=True)
-        sys.exit(143)
+        sys.exit(130 if summary.get("signal") == "SIGINT" else 143)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -70,8 +77,10 @@ def evaluate_command(run_dir: str, dataset: str | None, split: str, batch_size: 
         return
     click.echo(f"{result['dataset']} [{split}]")
     for key, value in result.items():
-        if key not in ("split", "dataset", "time"):
+        if isinstance(value, float) and key != "time":
             click.echo(f"  {key:<20} {value:.6g}")
+    for path in result.get("report", []):
+        click.echo(f"  report: {path}")
 
 
 @click.command("predict")

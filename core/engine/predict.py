@@ -17,7 +17,8 @@ from .strategy import resolve_device
 @torch.no_grad()
 def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str | Path, *,
                  batch_size: int = 256, device: str = "auto") -> int:
-    """Predict for every input in ``input_path``; write JSON lines (``.jsonl``/``.json``) or CSV.
+    """Predict for every input in ``input_path``; write JSON lines (``.jsonl``), a JSON array
+    (``.json``) or CSV (``.csv``).
 
     :return: the number of predictions written.
     """
@@ -41,6 +42,8 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
             writer.writeheader()
             for row in rows:
                 writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()})
+    elif out.suffix == ".json":
+        out.write_text(json.dumps(rows, indent=1) + "\n")
     else:
         out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return len(rows)

@@ -60,23 +60,30 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 class _StopFlag:
-    """Set by SIGTERM: the loop saves a checkpoint at the next step boundary and returns."""
+    """Set by SIGTERM or SIGINT (Ctrl-C): the loop saves a checkpoint at the next step boundary
+    and returns; a second Ctrl-C interrupts at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
         self.set = False
-        self._previous: Any = None
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.set = True
+        if self.set and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.set, self.signum = True, signum
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 class Trainer:
@@ -97,6 +104,10 @@ class Trainer:
             if not rd.exists():
                 raise FileNotFoundError(f"{self.resume_dir} is not a run directory (no config.json); pass the folder `bestiary train` created")
             config = RunConfig.from_dict(rd.read_json("config.json")["config"])
+            done = rd.read_json("summary.json").get("status") if (rd.path / "summary.json").exists() else None
+            if done in ("completed", "stopped"):
+                raise ConfigError(f"run {rd.path} already {done}; there is nothing to resume. Start a new run, "
+                                  "or evaluate this one with `bestiary evaluate`")
         if config is None:
             raise ValueError("give a config or a run directory to resume")
         self.cfg = config if quiet is None else config.replace(quiet=quiet)
@@ -139,7 +150,8 @@ class Trainer:
         metrics = build_metrics(parts.metrics)
         monitor = cfg.monitor or task.monitor
         if monitor != "loss" and monitor not in metrics:
-            raise ValueError(f"monitor {monitor!r} is not among the run's metrics ({', '.join(['loss', *metrics])}); set --set monitor=NAME")
+            raise ConfigError(f"monitor {monitor!r} is not among the run's metrics ({', '.join(['loss', *metrics])}); "
+                              "choose one with --monitor NAME, or add it with --metric NAME")
         if cfg.mode is not None:
             mode = cfg.mode
         elif monitor == "loss":
@@ -203,7 +215,6 @@ class Trainer:
             status = "completed"
             window_loss, window_n, window_samples, window_start = torch.zeros((), device=strategy.device), 0, 0, time.perf_counter()
             last_norm = None
-            checkpointed_at = resumed_step if checkpoint is not None else -1
             started = time.perf_counter()
             model.train()
             with _StopFlag() as stop:
@@ -248,7 +259,6 @@ class Trainer:
                             window_n, window_start = 0, time.perf_counter()
                         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                             save_checkpoint()
-                            checkpointed_at = step
                         if strategy.agree(stop.set):
                             status = "interrupted"
                             break
@@ -275,8 +285,7 @@ class Trainer:
                             if cfg.early_stopping is not None and state["bad_evals"] >= cfg.early_stopping:
                                 status = "stopped"
             progress.close()
-            if checkpointed_at != state["step"] or status == "interrupted":
-                save_checkpoint()
+            save_checkpoint()  # also when one was just written: evaluation may have followed it
             summary = {
                 "status": status,
                 "steps": state["step"],
@@ -288,6 +297,8 @@ class Trainer:
                 "train_samples_per_s": state["samples"] / state["train_time"] if state["train_time"] else None,
                 "run_dir": str(path),
             }
+            if status == "interrupted":
+                summary["signal"] = signal.Signals(stop.signum).name if stop.signum else None
             if status != "interrupted":
                 state_dict = strategy.model_state(model)
                 if strategy.is_main:

@@ -61,7 +61,9 @@ class ImageClassification(Task):
         return rows
 
     def load_inputs(self, path: str, info: Mapping[str, Any]) -> torch.Tensor:
-        """Images from a ``.npy``/``.npz`` array ``[N, C, H, W]`` (or ``[N, H, W]``) or image files."""
+        """Images from a ``.npy``/``.npz`` array ``[N, C, H, W]`` (or ``[N, H, W]``), taken as ready
+        for the model, or image files, resized to the dataset's input size, scaled to [0, 1] and
+        normalised with the ``mean``/``std`` the dataset records in its info."""
         import numpy as np
 
         p = Path(path)
@@ -87,7 +89,10 @@ class ImageClassification(Task):
             img = Image.open(f).convert("L" if c == 1 else "RGB").resize((w, h))
             arr = np.asarray(img, dtype=np.float32) / 255.0
             images.append(torch.from_numpy(arr).reshape(h, w, c).permute(2, 0, 1))
-        return torch.stack(images)
+        x = torch.stack(images)
+        if "mean" in info and "std" in info:  # the dataset's normalisation, recorded in its info
+            x = (x - torch.tensor(info["mean"]).view(1, -1, 1, 1)) / torch.tensor(info["std"]).view(1, -1, 1, 1)
+        return x
 
 
 def per_class(matrix: list[list[float]]) -> list[dict[str, float]]:

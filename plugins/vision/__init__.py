@@ -41,9 +41,9 @@ DATASETS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("digits", "digits", "The 8x8 handwritten digits scikit-learn ships: 1,797 images, 10 classes, "
      "fixed stratified split 1,257/180/360, trained at 32x32", {"input_size": [1, 32, 32], "num_classes": 10}),
     ("image_folder", "image_folder", "Class-per-subfolder PNG/JPEG images at a path you give (data.path)",
-     {"input_size": [3, 224, 224]}),
+     {"input_size": [3, 224, 224], "conformance": {"skip": "reads the user's folder (data.path); tests use generated images"}}),
     ("cifar_files", "cifar_files", "CIFAR-10/100 from local python or binary batch files (data.path), no download",
-     {"input_size": [3, 32, 32]}),
+     {"input_size": [3, 32, 32], "conformance": {"skip": "reads the user's CIFAR files (data.path); tests use generated files"}}),
     ("synthetic_images", "synthetic_images", "Deterministic random images of any size and class count, for benchmarks",
      {"input_size": [3, 32, 32], "num_classes": 10}),
 )

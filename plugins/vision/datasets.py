@@ -12,7 +12,7 @@ import torch
 
 from bestiary.engine.data import Data
 
-from .transforms import MixupCollate, RandomShift, folder_transform, small_transform
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, MixupCollate, RandomShift, folder_transform, small_transform
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
@@ -143,7 +143,8 @@ def image_folder(path: str | None = None, img_size: int = 224, val_fraction: flo
         train=ImageList(train_items, _open_rgb, train_t),
         validation=ImageList(val_items, _open_rgb, eval_t) if val_items else None,
         test=ImageList(test_items, _open_rgb, eval_t) if test_items else None,
-        info={"num_classes": len(classes), "in_chans": 3, "input_size": [3, img_size, img_size], "classes": classes},
+        info={"num_classes": len(classes), "in_chans": 3, "input_size": [3, img_size, img_size], "classes": classes,
+              "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
         train_collate=_collates(len(classes), mixup, cutmix),
     )
 
@@ -250,7 +251,8 @@ def cifar_files(path: str | None = None, img_size: int = 32, val_fraction: float
         train=ImageList(items(train_x[:cut], train_y[:cut]), load, train_t),
         validation=ImageList(items(train_x[cut:], train_y[cut:]), load, eval_t) if n_val else None,
         test=ImageList(items(test_x, test_y), load, eval_t),
-        info={"num_classes": len(classes), "in_chans": 3, "input_size": [3, img_size, img_size], "classes": classes},
+        info={"num_classes": len(classes), "in_chans": 3, "input_size": [3, img_size, img_size], "classes": classes,
+              "mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)},
         train_collate=_collates(len(classes), mixup, cutmix),
     )
 

@@ -315,7 +315,7 @@ from bestiary.testing import check_entry, conformance_tests
 
 test_zoo = conformance_tests(plugin="toyzoo", overrides={"toy_mlp": {"info": {"in_chans": 1, "input_size": [1, 4, 4]}}})
 
-@pytest.mark.bestiary_conformance(kind="metrics")
+@pytest.mark.bestiary_conformance(kind="metrics", plugin="tasks")
 def test_metric(bestiary_entry):
     check_entry(bestiary_entry)
 """

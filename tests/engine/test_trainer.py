@@ -165,6 +165,7 @@ def test_truncated_or_tampered_checkpoint_is_refused(tmp_path):
     tampered = bytearray(data)
     tampered[-1] ^= 0xFF
     model_file.write_bytes(bytes(tampered))
+    (Path(summary["run_dir"]) / "summary.json").unlink()  # as if the run had been killed
     with pytest.raises(CheckpointError, match="truncated or modified"):
         train(resume=summary["run_dir"])
     state = latest / "state.json"
@@ -172,6 +173,14 @@ def test_truncated_or_tampered_checkpoint_is_refused(tmp_path):
     state.write_text(state.read_text().replace("0", "1", 1))
     with pytest.raises(CheckpointError, match="state.json does not match"):
         ckpt.load(latest)
+
+
+def test_a_finished_run_is_not_resumed(tmp_path):
+    summary = train(cfg(tmp_path, epochs=1))
+    before = (Path(summary["run_dir"]) / "metrics.jsonl").read_text()
+    with pytest.raises(ConfigError, match="already completed; there is nothing to resume"):
+        train(resume=summary["run_dir"])
+    assert (Path(summary["run_dir"]) / "metrics.jsonl").read_text() == before
 
 
 def test_checkpoint_round_trip_keeps_types(tmp_path):
@@ -329,3 +338,5 @@ def test_cli_train_evaluate_predict(tmp_path):
     assert unknown.returncode == 2 and "Did you mean: toy_mlp" in unknown.stderr
     missing = cli("evaluate", str(tmp_path))
     assert missing.returncode == 1 and "holds no model" in missing.stderr
+    mixed = cli("train", "--resume", str(run_dir), "--max-steps", "3")
+    assert mixed.returncode == 2 and "drop --max-steps" in mixed.stderr
