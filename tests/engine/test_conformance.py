@@ -325,6 +325,13 @@ def test_metric(bestiary_entry):
 def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.Pytester]:
     # Load the plugin explicitly, whether or not this environment's install declares the entry point.
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    # The first optimizer step imports torch's compiler stack lazily. Import it out here: pytester
+    # forgets modules imported inside a run, and torch refuses to register its operators twice.
+    import torch
+
+    param = torch.zeros(1, requires_grad=True)
+    param.grad = torch.zeros(1)
+    torch.optim.SGD([param], lr=0.1).step()
     yield pytester
 
 
