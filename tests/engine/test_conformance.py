@@ -321,17 +321,24 @@ def test_metric(bestiary_entry):
 """
 
 
-@pytest.fixture
-def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.Pytester]:
-    # Load the plugin explicitly, whether or not this environment's install declares the entry point.
-    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    # The first optimizer step imports torch's compiler stack lazily. Import it out here: pytester
-    # forgets modules imported inside a run, and torch refuses to register its operators twice.
+def _import_optimizer_stack() -> None:
+    """The first optimizer step imports torch's compiler stack lazily. Do it at collection: pytester
+    forgets modules imported while a test runs, and torch refuses to register its operators twice."""
     import torch
 
     param = torch.zeros(1, requires_grad=True)
     param.grad = torch.zeros(1)
     torch.optim.SGD([param], lr=0.1).step()
+
+
+_import_optimizer_stack()
+
+
+@pytest.fixture
+def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.Pytester]:
+    # Load the plugin explicitly, whether or not this environment's install declares the entry point.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+
     yield pytester
 
 
