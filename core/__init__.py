@@ -14,7 +14,7 @@ Importing this package stays cheap: no torch until something is built.
 from __future__ import annotations
 
 from ._version import __version__
-from .api import build, get_entry, kinds, list_entries, list_plugins
+from .api import build, get_entry, kinds, list_entries, list_plugins, load_model
 from .hookspecs import hookimpl, hookspec
 from .host import DEFAULT_PLUGINS, PluginHost, PluginInfo, PluginLoadError, get_host, reset_host
 from .registry import (
@@ -46,5 +46,6 @@ __all__ = [
     "kinds",
     "list_entries",
     "list_plugins",
+    "load_model",
     "reset_host",
 ]

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .host import PluginInfo, get_host
@@ -68,3 +69,15 @@ def list_plugins() -> list[PluginInfo]:
     it replaces any attribute of that name on ``bestiary``.
     """
     return get_host().plugins
+
+
+def load_model(path: str | Path, *, device: str = "cpu") -> Any:
+    """Rebuild the model saved in a run directory (or its ``model/`` folder) through the registry
+    and load its weights; returned in eval mode.
+
+    >>> model = bestiary.load_model("runs/20261126-101500-resnet18-digits-1a2b")  # doctest: +SKIP
+    """
+    # torch is imported only when a model is actually loaded
+    from .engine.artifact import load_model as _load
+
+    return _load(path, device=device)

@@ -302,7 +302,8 @@ def test_run_directory_layout_and_load_model(tmp_path):
     assert config["environment"]["torch"] == torch.__version__
     assert "toyzoo" in config["environment"]["plugins"]
     assert json.loads((run / "summary.json").read_text())["steps"] == 27
-    model = load_model(run)
+    model = bestiary.load_model(run)
+    assert torch.equal(model(torch.ones(2, 1, 4, 4)), load_model(run / "model")(torch.ones(2, 1, 4, 4)))
     x = torch.randn(4, 1, 4, 4)
     assert model(x).shape == (4, 3)
     rows = bestiary.engine.index.RunsIndex(run.parent).rows()
@@ -340,3 +341,13 @@ def test_cli_train_evaluate_predict(tmp_path):
     assert missing.returncode == 1 and "holds no model" in missing.stderr
     mixed = cli("train", "--resume", str(run_dir), "--max-steps", "3")
     assert mixed.returncode == 2 and "drop --max-steps" in mixed.stderr
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_closely(tmp_path):
+    eager = train(cfg(tmp_path, "eager", epochs=1, model={"dropout": 0.0}, checkpoint_every=None))
+    compiled = train(cfg(tmp_path, "compiled", epochs=1, model={"dropout": 0.0}, checkpoint_every=None, compile=True))
+    assert compiled["status"] == "completed"
+    a, b = load_model(eager["run_dir"]).state_dict(), load_model(compiled["run_dir"]).state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
