@@ -14,7 +14,6 @@ one. Fields that no group below names are listed under "Other fields".
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import re
 import sys
@@ -276,21 +275,10 @@ def generate(config_cls: type | None = None, docs: dict[str, str] | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
-    parser.add_argument("--output", type=Path, default=CONFIG_MD, help=f"default: {CONFIG_MD}")
-    args = parser.parse_args(argv)
-    text = generate()
-    if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-        if current != text:
-            print(f"{args.output} is out of date: run `python {GENERATOR}`", file=sys.stderr)
-            return 1
-        print(f"{args.output} is up to date")
-        return 0
-    args.output.write_text(text, encoding="utf-8")
-    print(f"wrote {args.output}")
-    return 0
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _writer import run
+
+    return run(generate, CONFIG_MD, GENERATOR, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

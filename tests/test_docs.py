@@ -3,14 +3,14 @@ every hookspec documents its arguments, and the docs link only to pages and hook
 
 from __future__ import annotations
 
-import importlib.util
+
 import inspect
 import re
-import sys
 import types
 from pathlib import Path
 
 import pytest
+from bestiary_testing import load_docs_script
 from bestiary import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,18 +26,9 @@ HOOKSPECS = {
 _FENCE = re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE)
 
 
-def _load_generator() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("bestiary_docs_gen_hooks", DOCS / "gen_hooks.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def gen_hooks() -> types.ModuleType:
-    return _load_generator()
+    return load_docs_script("gen_hooks")
 
 
 def _hook_headings() -> list[str]:

@@ -5,16 +5,16 @@ command the docs show exists, and links between the pages resolve."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+
 import re
 import shlex
-import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
 import pytest
+from bestiary_testing import load_docs_script
 from bestiary.cli import COMMANDS, main
 from bestiary.engine.config import RunConfig, field_docs
 
@@ -35,18 +35,9 @@ _SEPARATORS = {"|", "||", "&&", ";", ">", ">>", "2>", "&"}
 _LEADS = _SEPARATORS | {"-m", "time", "exec", "!"}
 
 
-def _load_generator() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("bestiary_docs_gen_config", DOCS / "gen_config.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def gen_config() -> types.ModuleType:
-    return _load_generator()
+    return load_docs_script("gen_config")
 
 
 # -- the config reference ----------------------------------------------------------------------

@@ -213,7 +213,7 @@ class Trainer:
 
             progress = Progress(total_steps, enabled=not cfg.quiet and strategy.is_main, start_step=resumed_step)
             status = "completed"
-            window_loss, window_n, window_samples, window_start = torch.zeros((), device=strategy.device), 0, 0, time.perf_counter()
+            window_loss, window_n, window_start = torch.zeros((), device=strategy.device), 0, time.perf_counter()
             last_norm = None
             started = time.perf_counter()
             model.train()

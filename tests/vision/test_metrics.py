@@ -5,7 +5,6 @@ summed or concatenated as the strategies' all-reduce and all-gather do."""
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import math
 import warnings
