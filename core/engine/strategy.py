@@ -113,20 +113,21 @@ class Strategy:
         """Forward and backward one micro-batch; return the unscaled loss and the outputs."""
         with autocast:
             loss, outputs = loss_fn(model, batch)
-        scaled = loss * scale
+        scaled = loss if scale == 1.0 else loss * scale  # no extra op (or kernel) without accumulation
         (scaler.scale(scaled) if scaler is not None else scaled).backward()
         return loss.detach(), outputs
 
     def optimizer_step(
         self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, scaler: Any = None,
         clip_grad_norm: float | None = None,
-    ) -> float | None:
-        """Unscale, clip, step and zero the gradients; return the gradient norm when clipping."""
+    ) -> torch.Tensor | None:
+        """Unscale, clip, step and zero the gradients; return the gradient norm (a tensor, read
+        only when logged, so no step waits for the device) when clipping."""
         norm = None
         if scaler is not None:
             scaler.unscale_(optimizer)
         if clip_grad_norm is not None:
-            norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm))
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()

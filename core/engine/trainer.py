@@ -231,7 +231,7 @@ class Trainer:
                             loss, _ = strategy.forward_backward(forward_model, batch, loss_fn, autocast=amp,
                                                                 scale=1.0 / cfg.accumulate, scaler=scaler)
                         n = task.batch_size(batch)
-                        window_loss += loss * n
+                        window_loss.add_(loss, alpha=n)
                         window_n += n
                         micro += 1
                         state["batch_in_epoch"] += 1
@@ -248,7 +248,7 @@ class Trainer:
                             record = {"loss": float(window_loss) / max(window_n, 1), "lr": scheduler.get_last_lr()[0],
                                       "samples_per_s": samples / max(now - window_start, 1e-9)}
                             if last_norm is not None:
-                                record["grad_norm"] = last_norm
+                                record["grad_norm"] = float(last_norm)
                             state["samples"] += samples
                             state["train_time"] += now - window_start
                             if strategy.is_main:

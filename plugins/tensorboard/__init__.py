@@ -21,6 +21,7 @@ as a whole with ``BESTIARY_DISABLE_PLUGINS=tensorboard``.
 from __future__ import annotations
 
 import logging
+import functools
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,8 +41,14 @@ log = logging.getLogger("bestiary")
 _writers: dict[str, RunWriter] = {}
 
 
+@functools.lru_cache(maxsize=64)
+def _resolved(path: str) -> str:
+    return str(Path(path).resolve())
+
+
 def _key(run: RunContext) -> str:
-    return str(Path(run.path).resolve())
+    # called on every logged step: resolving the path once per run keeps the hook cheap
+    return _resolved(str(run.path))
 
 
 def enabled() -> bool:
