@@ -91,3 +91,12 @@ def main(strict_plugins: bool) -> None:
     if strict_plugins:
         os.environ[ENV_STRICT] = "1"  # inherited by worker processes too
         get_host().strict = True
+
+
+def console() -> Any:
+    """A rich console for tables; wide when output is not a terminal, so piped tables stay readable."""
+    # rich only for people: --json never pays for it.
+    from rich.console import Console
+
+    out = Console()
+    return out if out.is_terminal else Console(width=200)

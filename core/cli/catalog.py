@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from . import console as make_console
+
 from ..host import get_host
 from . import NameProblem
 from ..registry import Entry, UnknownEntryError, singular
@@ -54,10 +56,9 @@ def list_command(
 
 def _print_entries(entries: list[Entry], kinds: list[str]) -> None:
     # rich only for people: --json never pays for it.
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = make_console()
     ambiguous = _ambiguous_names(entries)
     for kind in kinds:
         rows = [e for e in entries if e.kind == kind]
@@ -112,7 +113,6 @@ def info_command(name: str, kind: str | None, as_json: bool) -> None:
 
 
 def _print_info(data: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(show_header=False, title=data["qualified_name"], title_justify="left")
@@ -122,4 +122,4 @@ def _print_info(data: dict[str, Any]) -> None:
         if isinstance(value, (dict, list)):
             value = json.dumps(value) if value else "-"
         table.add_row(key, "-" if value is None else str(value))
-    Console().print(table)
+    make_console().print(table)

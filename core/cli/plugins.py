@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from . import console as make_console
+
 from ..host import get_host
 
 
@@ -29,10 +31,9 @@ def plugins_group(ctx: click.Context, as_json: bool) -> None:
 
 def _print_plugins(records: list) -> None:
     # rich only for people: --json never pays for it.
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = make_console()
     table = Table(title=f"plugins ({len(records)})", title_justify="left")
     for column in ("name", "distribution", "version", "source", "entries", "hooks", "status"):
         table.add_column(column, overflow="fold")

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from . import console as make_console
+
 from ..engine.compare import RunNotFoundError, UnknownMetricError
 from ..engine.index import RunsIndex
 from . import NameProblem
@@ -131,7 +133,6 @@ def list_command(
         _print_plain(header, table)
         return
     # rich only for people: --json never pays for it.
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
@@ -145,7 +146,7 @@ def list_command(
         )
     for row in table:
         out.add_row(*map(Text, row))
-    Console().print(out)
+    make_console().print(out)
 
 
 @runs_group.command("show")
@@ -165,11 +166,10 @@ def show_command(root: Path | None, run: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    console = Console()
+    console = make_console()
     console.print(Text.assemble((data["id"], "bold"), f"  {data['status']}  {data['path']}"))
     for title, section in (
         ("config", data["config"]),
@@ -225,7 +225,6 @@ def compare_command(
         data = {**comparison.to_dict(), "plot": str(written) if written else None}
         click.echo(json.dumps(data, indent=2, default=str))
         return
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
@@ -247,7 +246,7 @@ def compare_command(
     row(f"best {m}", (_best_cell(b, comparison) for b in comparison.best))
     for name in comparison.final_names():
         row(f"final {name}", (_cell(f.get(name)) for f in comparison.final))
-    console = Console()
+    console = make_console()
     console.print(table)
     if written:
         console.print(Text(f"plot: {written}"))
