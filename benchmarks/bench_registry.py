@@ -35,11 +35,11 @@ import sys
 import time
 import timeit
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import bestiary
+from bestiary.benchmarks.method import cpu_count, load_average, version
 from bestiary import hookimpl
 
 LIST_TARGET_S = 0.3
@@ -48,31 +48,6 @@ HEAVY_MODULES = ("torch", "timm", "gluonts")
 RUNTIME_PLUGIN = "bench_registry"
 RUNTIME_ENTRIES = 1000
 KIND = "architectures"
-
-
-def _version(dist: str) -> str:
-    # Read from metadata: importing torch or timm here would cost seconds and prove nothing.
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _cpu_count() -> str:
-    total = os.cpu_count()
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on every platform
-        return str(total)
-    return str(total) if usable == total else f"{usable} usable of {total}"
-
-
-def _load_average() -> str:
-    # Other work on the machine inflates every wall time: print it next to the figures.
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1, 5, 15 min, at start)"
-    except (AttributeError, OSError):
-        return "unknown"
 
 
 def time_process(argv: Sequence[str], repeats: int, warmup: int = 1) -> dict[str, Any]:
@@ -218,11 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "method": {
             "python": f"{platform.python_version()} ({py})",
             "bestiary": bestiary.__version__,
-            "torch": _version("torch"),
-            "timm": _version("timm"),
-            "cpus": _cpu_count(),
+            "torch": version("torch"),
+            "timm": version("timm"),
+            "cpus": cpu_count(),
             "platform": platform.platform(),
-            "load_average": _load_average(),
+            "load_average": load_average(),
             "repeats": args.repeats,
             "timm_repeats": args.timm_repeats,
             "bestiary_env": {k: v for k, v in os.environ.items() if k.startswith("BESTIARY_")},
@@ -249,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\n(b) fresh process: import timm; timm.list_models()  ({args.timm_repeats} timed runs, no warm-up)"
     )
     ratio = None
-    if args.timm_repeats and _version("timm") != "not installed":
+    if args.timm_repeats and version("timm") != "not installed":
         # No warm-up: at seconds a run, a cold page cache is the smaller error, and time is short.
         timm = time_process([py, "-c", "import timm; timm.list_models()"], args.timm_repeats, warmup=0)
         ratio = timm["median_s"] / list_median

@@ -59,11 +59,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import bestiary
+from bestiary.benchmarks.method import cpu_name, usable_cpus, version
 from bestiary import hookimpl
 
 TARGETS = {"cpu": 0.98, "cuda": 0.97}
@@ -78,37 +78,13 @@ TASK = "image-classification"
 # -- environment ---------------------------------------------------------------------------------
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on every platform
-        return os.cpu_count() or 1
-
-
 def device_name(device: str) -> str:
     import torch
 
-    cores = f"{_usable_cpus()} usable of {os.cpu_count()} logical CPUs"
+    cores = f"{usable_cpus()} usable of {os.cpu_count()} logical CPUs"
     if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(torch.device(device))} (host CPU: {_cpu_name()}, {cores})"
-    return f"{_cpu_name()} ({cores})"
+        return f"{torch.cuda.get_device_name(torch.device(device))} (host CPU: {cpu_name()}, {cores})"
+    return f"{cpu_name()} ({cores})"
 
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -408,8 +384,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=30, help="timed optimizer steps per run (default 30)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before them (default 5)")
     parser.add_argument("--repeats", type=int, default=5, help="pairs of runs (default 5)")
-    parser.add_argument("--threads", type=int, default=_usable_cpus(),
-                        help=f"torch.set_num_threads (default: all usable CPUs, {_usable_cpus()} here)")
+    parser.add_argument("--threads", type=int, default=usable_cpus(),
+                        help=f"torch.set_num_threads (default: all usable CPUs, {usable_cpus()} here)")
     parser.add_argument("--seed", type=int, default=0, help="default 0")
     parser.add_argument("--log-every", type=int, default=NEVER,
                         help="the bestiary run's log_every (default: no log before the last step)")
@@ -445,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "device": f"{args.device}: {device_name(args.device)}",
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "timm": _version("timm"),
+        "timm": version("timm"),
         "bestiary": bestiary.__version__,
         "threads": torch.get_num_threads(),
         "model": f"timm {args.arch} (num_classes={args.num_classes}, in_chans=3, random init)",

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bestiary.benchmarks.method import cpu_name
+
 RECIPES: dict[str, dict[str, Any]] = {
     "resnet18": {"arch": "resnet18", "epochs": 15, "batch_size": 64, "optimizer": "sgd", "lr": 0.1,
                  "weight_decay": 5e-4, "warmup_steps": 40, "label_smoothing": 0.1, "target": 0.97},
@@ -51,9 +53,7 @@ def method() -> dict[str, Any]:
 
     import bestiary
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    return {"device": cpu, "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    return {"device": cpu_name(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "timm": timm.__version__, "bestiary": bestiary.__version__, "python": platform.python_version(),
             "load_average": os.getloadavg()[0], "dataset": "digits (1,257 train / 180 val / 360 test, 32x32)"}
 
