@@ -33,6 +33,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "bestiary.plugins.single",
     "bestiary.plugins.tensorboard",
     "bestiary.plugins.vision",
+    "bestiary.plugins.parallel",
 )
 
 ENTRY_POINT_GROUP = "bestiary"

@@ -3,31 +3,63 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
 import click
 
+from ..engine.rundir import RunDir
 from .options import build_config, run_options
+
+RESUME_FLAG = "--resume-existing"  # the launcher's flag for workers, as in bestiary.engine.launch
 
 
 @click.command("train")
 @click.argument("arch", required=False)
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), help="Continue the run in this directory from its last checkpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--nproc-per-node", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes on this machine (started with torchrun; use with --strategy ddp).")
+@click.option("--nnodes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Machines taking part; start the same command on each.")
+@click.option("--node-rank", type=click.IntRange(min=0), default=0, show_default=True,
+              help="This machine's number, 0 to NNODES-1.")
+@click.option("--rdzv-endpoint", metavar="HOST:PORT",
+              help="Rendezvous address, the same on every machine; default on one machine: a free local port.")
+@click.option("--max-restarts", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Restart all workers this often after one fails; they resume from the last checkpoint.")
+@click.option(RESUME_FLAG, "resume_existing", is_flag=True, hidden=True,
+              help="Internal (set by the launcher): continue the config's run directory if it holds a run.")
 @run_options
-def train_command(arch: str | None, resume: str | None, as_json: bool, **options: Any) -> None:
+def train_command(arch: str | None, resume: str | None, as_json: bool, nproc_per_node: int, nnodes: int,
+                  node_rank: int, rdzv_endpoint: str | None, max_restarts: int, resume_existing: bool,
+                  **options: Any) -> None:
     """Train ARCH on --dataset and evaluate it; the run lands in a new run directory.
 
     \b
     bestiary train resnet18 --dataset digits --epochs 3 --lr 0.01
     bestiary train --resume runs/20261126-101500-resnet18-digits-1a2b
+    bestiary train resnet18 --dataset digits --strategy ddp --nproc-per-node 2
 
     Ctrl-C or SIGTERM saves a checkpoint and exits (130 / 143); --resume continues.
     """
     # Importing the trainer imports torch: only here, never for listing.
+    from ..engine.launch import Launch
     from ..engine.trainer import Trainer
 
+    launch = Launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, max_restarts)
+    if launch.needed:
+        sys.exit(_launch(arch, resume, launch, options))
+    if resume_existing and not resume and not arch and options.get("config_file"):
+        config = build_config(arch, options)
+        if config.run_dir and RunDir(config.run_dir).exists():  # a restarted worker continues the run
+            resume = config.run_dir
+            options = {"quiet": config.quiet}
+        else:
+            options = {}
+    else:
+        config = None
     if resume:
         given = sorted(k for k, v in options.items() if v not in (None, ()) and k != "quiet")
         if arch or given:
@@ -36,19 +68,39 @@ def train_command(arch: str | None, resume: str | None, as_json: bool, **options
                                    "(start a new run to change the config)")
         trainer = Trainer(resume=resume, quiet=options.get("quiet"))
     else:
-        if not arch:
+        if not arch and config is None:
             raise click.UsageError("name an architecture (see `bestiary list architectures`) or pass --resume RUN_DIR")
-        if not options.get("dataset") and not options.get("config_file"):
+        if config is None and not options.get("dataset") and not options.get("config_file"):
             raise click.UsageError("pass --dataset NAME (see `bestiary list datasets`)")
-        trainer = Trainer(build_config(arch, options))
+        trainer = Trainer(config or build_config(arch, options))
     summary = trainer.run()
-    if as_json:
+    main = os.environ.get("RANK", "0") == "0"  # one summary per run, from the main process
+    if main and as_json:
         click.echo(json.dumps(summary, indent=2))
-    else:
+    elif main:
         _print_summary(summary)
     if summary["status"] == "interrupted":
-        click.echo(f"interrupted; continue with `bestiary train --resume {summary['run_dir']}`", err=True)
+        if main:
+            click.echo(f"interrupted; continue with `bestiary train --resume {summary['run_dir']}`", err=True)
         sys.exit(130 if summary.get("signal") == "SIGINT" else 143)
+
+
+def _launch(arch: str | None, resume: str | None, launch: Any, options: dict[str, Any]) -> int:
+    """Start the run's workers with torchrun instead of training here; their exit status."""
+    from ..engine.config import RunConfig
+    from ..engine.launch import launch_run
+
+    if resume:
+        given = sorted(k for k, v in options.items() if v not in (None, ()) and k != "quiet")
+        if arch or given:
+            raise click.UsageError("--resume continues a run with its saved config; drop the other options "
+                                   "except the launch ones (--nproc-per-node, --nnodes, ...)")
+        config = RunConfig.from_dict(RunDir(resume).read_json("config.json")["config"])
+    else:
+        if not arch and not options.get("config_file"):
+            raise click.UsageError("name an architecture (see `bestiary list architectures`) or pass --resume RUN_DIR")
+        config = build_config(arch, options)
+    return launch_run(config, launch, resume=resume, quiet=options.get("quiet"))
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

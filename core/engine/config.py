@@ -33,6 +33,8 @@ class RunConfig:
     """Dataset name (bare or plugin:name)."""
     strategy: str = "single"
     """Scaling strategy name."""
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    """Keyword options for the strategy, e.g. ``{bucket_cap_mb = 25}`` for ddp (see docs/scaling.md)."""
     model: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for the architecture factory."""
     data: dict[str, Any] = field(default_factory=dict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ def resolve(cfg: RunConfig, host: PluginHost | None = None) -> Parts:
     registry = (host or get_host()).registry
     arch = registry.table("architectures").get(cfg.arch)
     dataset = registry.table("datasets").get(cfg.dataset)
-    strategy = registry.table("strategies").get(cfg.strategy)
+    strategy = _check_parallel(registry, arch, registry.table("strategies").get(cfg.strategy))
     task_name = arch.task or dataset.task
     if task_name is None:
         raise TaskMismatchError(
@@ -58,6 +59,36 @@ def resolve(cfg: RunConfig, host: PluginHost | None = None) -> Parts:
                 f"see `bestiary list metrics --task {task_name}`"
             )
     return Parts(arch, dataset, strategy, task, metrics)
+
+
+def _check_parallel(registry: Any, arch: Entry, strategy: Entry) -> Entry:
+    """Refuse a strategy whose ``metadata["requires"]`` (``"tensor"``, ``"pipeline"``) the
+    architecture's ``metadata["parallel"]`` lacks (a key ``tensor`` or ``tensor_*``, such as
+    ``tensor_plan``); otherwise hand that metadata to the strategy factory as its ``parallel``
+    option (tensor plans, split points: strategies hold no model-specific code)."""
+
+    def satisfies(parallel: Any, needs: Any) -> bool:
+        return needs is None or any(k == needs or k.startswith(f"{needs}_") for k in (parallel or {}))
+
+    needs = strategy.metadata.get("requires")
+    supported = dict(arch.metadata.get("parallel") or {})
+    if needs is None:
+        # strategies that can use a layout without requiring one (fsdp's blocks) get it too
+        try:
+            accepts = "parallel" in inspect.signature(strategy.load()).parameters
+        except (TypeError, ValueError):
+            accepts = False
+        return dataclasses.replace(strategy, defaults={**strategy.defaults, "parallel": supported}) if supported and accepts else strategy
+    if not satisfies(supported, needs):
+        usable = [s.name for s in registry.table("strategies") if satisfies(supported, s.metadata.get("requires"))]
+        archs = [a.name for a in registry.table("architectures") if satisfies(a.metadata.get("parallel"), needs)]
+        shown = ", ".join(archs[:12]) + (f" and {len(archs) - 12} more" if len(archs) > 12 else "")
+        raise ConfigError(
+            f"architecture {arch.name!r} cannot use strategy {strategy.name!r}: it declares no {needs} layout "
+            f"(a {needs!r} or '{needs}_*' key in its metadata['parallel']); strategies it can use: "
+            f"{', '.join(usable)}; architectures that declare one: {shown or 'none'}"
+        )
+    return dataclasses.replace(strategy, defaults={**strategy.defaults, "parallel": supported})
 
 
 def architecture_kwargs(entry: Entry, suggested: dict[str, Any], explicit: dict[str, Any]) -> dict[str, Any]:

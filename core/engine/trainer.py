@@ -116,7 +116,7 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train, evaluate and export; return the summary (also written to ``summary.json``)."""
         task = self.parts.task.build()
-        strategy = self.parts.strategy.build()
+        strategy = self.parts.strategy.build(**self.cfg.strategy_options)
         strategy.setup(self.cfg.device)
         autocast(self.cfg.precision, strategy.device)  # refuse an impossible precision before building anything
         try:

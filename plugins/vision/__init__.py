@@ -53,6 +53,25 @@ _SMALL = {"num_classes": 3, "in_chans": 3, "input_size": [3, 32, 32]}
 _CONFORMANCE: dict[str, dict[str, Any]] = {"resnet": {"info": _SMALL}, "vit": {"info": _SMALL, "build": {"depth": 2}}}
 
 
+#: layers per ViT of the catalogue (timm's defaults), for the pipeline split points
+_VIT_DEPTH = {"tiny": 12, "small": 12, "base": 12, "large": 24}
+#: timm reshapes the fused qkv output into (3, heads, head_dim): a plain column split would cut
+#: across q, k and v, so qkv's output is gathered and proj takes its slice of the whole input
+_VIT_TENSOR_PLAN = {"blocks.*.attn.qkv": "colwise_replicate", "blocks.*.attn.proj": "rowwise_replicate",
+                    "blocks.*.mlp.fc1": "colwise", "blocks.*.mlp.fc2": "rowwise"}
+
+
+def _parallel(name: str, family: str) -> dict[str, Any]:
+    """Layouts for the tensor, pipeline and fsdp strategies; a pipeline stage begins at each split
+    point (the strategy uses as many as it has stages, and only those the built model has); fsdp
+    shards each module of the named classes."""
+    if family == "resnet":
+        return {"pipeline_splits": ["layer2", "layer3", "layer4"], "fsdp_blocks": ["BasicBlock", "Bottleneck"]}
+    depth = _VIT_DEPTH[name.split("_")[1]]
+    return {"tensor_plan": dict(_VIT_TENSOR_PLAN), "pipeline_splits": [f"blocks.{i}" for i in range(1, depth)],
+            "fsdp_blocks": ["Block"]}
+
+
 def _description(name: str, spec: dict[str, Any]) -> str:
     family = "ResNet" if spec["family"] == "resnet" else "Vision Transformer"
     return f"{family} (timm), {spec['params_m']} M params, {spec['gmacs']} GMACs at {spec['input_size'][-1]}px"
@@ -76,6 +95,7 @@ def register_architectures(register):  # type: ignore[no-untyped-def]
                 "family": spec["family"],
                 # large models are checked small: same code paths, a fraction of the cost
                 "conformance": _CONFORMANCE[spec["family"]],
+                "parallel": _parallel(name, spec["family"]),
             },
         )
 

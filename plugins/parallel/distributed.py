@@ -1,0 +1,88 @@
+"""What every multi-process strategy shares: the process group and cross-rank reductions.
+
+Ranks come from the environment torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+``MASTER_ADDR``, ``MASTER_PORT``); without it a strategy runs as a group of one. The backend
+follows the device: NCCL on CUDA, gloo on the CPU.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from bestiary.engine.strategy import Strategy, resolve_device
+
+_OPS = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class DistributedStrategy(Strategy):
+    """A :class:`Strategy` whose processes form a ``torch.distributed`` group."""
+
+    name = "distributed"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._owns_group = False
+
+    def setup(self, device: str) -> None:
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world_size = int(os.environ.get("WORLD_SIZE", 1))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        if device == "auto":
+            device = f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu"
+        elif device == "cuda":
+            device = f"cuda:{self.local_rank}"
+        self.device = resolve_device(device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        if not dist.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            if "MASTER_ADDR" in os.environ:
+                init = "env://"
+            else:  # a group of one, started without torchrun
+                init = f"tcp://127.0.0.1:{_free_port()}"
+            dist.init_process_group(backend, init_method=init, rank=self.rank, world_size=self.world_size,
+                                    timeout=datetime.timedelta(minutes=30))
+            self._owns_group = True
+
+    def teardown(self) -> None:
+        if self._owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+            self._owns_group = False
+
+    def barrier(self) -> None:
+        dist.barrier()
+
+    def reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        out = tensor.clone()
+        if op == "mean":
+            dist.all_reduce(out, op=dist.ReduceOp.SUM)
+            return out / self.world_size
+        dist.all_reduce(out, op=_OPS[op])
+        return out
+
+    def gather(self, rows: torch.Tensor) -> torch.Tensor:
+        parts: list[Any] = [None] * self.world_size
+        dist.all_gather_object(parts, rows.cpu())
+        return torch.cat(parts).to(rows.device)
+
+    def broadcast_object(self, obj: Any, src: int = 0) -> Any:
+        box = [obj]
+        dist.broadcast_object_list(box, src=src)
+        return box[0]
+
+    def agree(self, flag: bool) -> bool:
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())

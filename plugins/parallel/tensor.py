@@ -1,0 +1,171 @@
+"""Tensor parallel: each layer's weight matrices split across processes (Megatron style).
+
+The plan comes from the architecture entry's ``metadata["parallel"]["tensor_plan"]``: module name
+patterns (``*`` stands for one name component) mapped to ``"colwise"`` or ``"rowwise"``. The run
+engine hands that metadata to the strategy as the ``parallel`` option, so this module has no
+model-specific code. Every process computes on the same batch; only the weights are split, so
+the processes form one data-parallel replica (``world_size`` is 1 for the trainer's batch
+arithmetic, ``processes`` counts the group).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from bestiary.engine.data import make_loader
+
+from .distributed import _OPS, DistributedStrategy
+
+#: ``colwise``: output features split (the next layer takes them sharded); ``rowwise``: input
+#: features split, outputs summed; ``colwise_replicate``: output features split, then gathered,
+#: for layers whose output the model reshapes (timm's fused ``qkv``); ``rowwise_replicate``: takes
+#: a whole input and uses its own slice (after a ``colwise_replicate`` layer).
+STYLES = ("colwise", "rowwise", "colwise_replicate", "rowwise_replicate")
+
+
+def expand_plan(model: torch.nn.Module, plan: Mapping[str, str]) -> dict[str, str]:
+    """Module names of ``model`` matched by each pattern of ``plan``, with their style.
+
+    :raises ValueError: for an unknown style or a pattern that matches no module.
+    """
+    names = [n for n, _ in model.named_modules() if n]
+    out: dict[str, str] = {}
+    for pattern, style in plan.items():
+        if style not in STYLES:
+            raise ValueError(f"tensor plan {pattern!r}: style {style!r} is not one of {', '.join(STYLES)}")
+        regex = re.compile("^" + ".".join("[^.]+" if p == "*" else re.escape(p) for p in pattern.split(".")) + "$")
+        hits = [n for n in names if regex.match(n)]
+        if not hits:
+            raise ValueError(f"tensor plan pattern {pattern!r} matches no module of {type(model).__name__}")
+        out.update(dict.fromkeys(hits, style))
+    return out
+
+
+class TensorParallelStrategy(DistributedStrategy):
+    """Tensor parallel over all processes (``parallelize_module`` on a 1-D device mesh).
+
+    :param parallel: the architecture's parallel metadata (``{"tensor_plan": {...}}``); passed
+        by the run engine from the architecture entry.
+    """
+
+    name = "tensor"
+
+    def __init__(self, parallel: Mapping[str, Any] | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.plan = dict((parallel or {}).get("tensor_plan") or {})
+        if not self.plan:
+            raise ValueError("the tensor strategy needs the architecture's tensor plan "
+                             "(metadata['parallel']['tensor_plan']); see `bestiary list architectures`")
+        self.processes = 1
+
+    def setup(self, device: str) -> None:
+        from torch.distributed.device_mesh import init_device_mesh  # only multi-process runs need it
+
+        super().setup(device)
+        self.processes = self.world_size
+        self.world_size = 1  # one data-parallel replica: every process consumes the same batches
+        self.mesh = init_device_mesh(self.device.type, (self.processes,), mesh_dim_names=("tp",))
+
+    def prepare_model(self, model: torch.nn.Module, *, channels_last: bool = False) -> torch.nn.Module:
+        from torch.distributed.tensor import Replicate
+        from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+        model = super().prepare_model(model, channels_last=channels_last)
+        styles = {"colwise": ColwiseParallel, "rowwise": RowwiseParallel,
+                  "colwise_replicate": lambda: ColwiseParallel(output_layouts=Replicate()),
+                  "rowwise_replicate": lambda: RowwiseParallel(input_layouts=Replicate())}
+        plan = {name: styles[style]() for name, style in expand_plan(model, self.plan).items()}
+        return parallelize_module(model, self.mesh, plan)
+
+    def loader(self, dataset: Any, *, batch_size: int, shuffle: bool, seed: int, epoch: int = 0,
+               skip_batches: int = 0, drop_last: bool = False, num_workers: int = 0,
+               collate: Any = None) -> Any:
+        """The whole batch on every process: tensor-parallel ranks split weights, not data."""
+        return make_loader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
+                           skip_batches=skip_batches, drop_last=drop_last, rank=0, world_size=1,
+                           num_workers=num_workers, collate=collate, pin_memory=self.device.type == "cuda")
+
+    def reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        """Every process saw the same data, so a sum counts it once: the mean over processes."""
+        out = tensor.clone()
+        if op in ("sum", "mean"):
+            dist.all_reduce(out, op=dist.ReduceOp.SUM)
+            return out / self.processes
+        dist.all_reduce(out, op=_OPS[op])
+        return out
+
+    def gather(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows  # every process already holds every row
+
+    def optimizer_step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, scaler: Any = None,
+                       clip_grad_norm: float | None = None) -> torch.Tensor | None:
+        """As one process, with the gradient norm over whole tensors (torch's clip_grad_norm_
+        refuses a mix of sliced and plain gradients)."""
+        norm = None
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        if clip_grad_norm is not None:
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            # a DTensor's sum of squares is over the whole tensor (its shards summed once)
+            sq = sum((_full(g.detach().float().pow(2).sum()) for g in grads), torch.zeros((), device=self.device))
+            norm = sq.sqrt()
+            coef = min(1.0, clip_grad_norm / (float(norm) + 1e-6))
+            if coef < 1.0:
+                for g in grads:
+                    g.mul_(coef)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return norm
+
+    def model_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """Whole tensors (sharded weights gathered) on the CPU; a collective: call on every rank."""
+        return {k: _full(v).detach().cpu() for k, v in self.unwrap(model).state_dict().items()}
+
+    def load_model_state(self, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+        from torch.distributed.tensor import DTensor, distribute_tensor
+
+        current = self.unwrap(model).state_dict()
+        local = {}
+        for k, v in state.items():
+            cur = current.get(k)
+            local[k] = distribute_tensor(v.to(self.device), cur.device_mesh, cur.placements) \
+                if isinstance(cur, DTensor) else v
+        self.unwrap(model).load_state_dict(local)
+
+    def optimizer_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        return get_optimizer_state_dict(self.unwrap(model), optimizer,
+                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def load_optimizer_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                             state: dict[str, Any]) -> None:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        set_optimizer_state_dict(self.unwrap(model), optimizer, state,
+                                 options=StateDictOptions(full_state_dict=True))
+
+    def save_checkpoint(self, path: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        extra: dict[str, Any]) -> None:
+        from bestiary.engine import checkpoint as ckpt
+
+        model_state = self.model_state(model)  # collectives: every rank takes part
+        optim_state = self.optimizer_state(model, optimizer)
+        if self.is_main:
+            ckpt.save(path, model=model_state, optimizer=optim_state, extra=extra)
+        self.barrier()
+
+
+def _full(t: Any) -> Any:
+    """A DTensor's whole value (an all-gather), anything else as it is."""
+    from torch.distributed.tensor import DTensor
+
+    return t.full_tensor() if isinstance(t, DTensor) else t
