@@ -43,12 +43,12 @@ KILLER = textwrap.dedent(
     @hookimpl
     def on_run_start(run):
         with open(os.environ["KILL_MARK"] + ".starts", "a") as f:
-            f.write(f"{os.environ['RANK']} {run.resumed_step}\\n")
+            f.write(f"{run.strategy.rank} {run.resumed_step}\\n")
 
     @hookimpl
     def on_step_end(run, step, metrics):
         first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
-        if step == int(os.environ["KILL_AT"]) and os.environ.get("RANK") == "1" and first_attempt:
+        if step == int(os.environ["KILL_AT"]) and run.strategy.rank == int(os.environ.get("KILL_RANK", "1")) and first_attempt:
             open(os.environ["KILL_MARK"], "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
     """
@@ -222,3 +222,32 @@ def test_two_nodes_on_one_host_form_one_run(tmp_path):
     assert sum(o.count("run directory:") for o in outs) == 1, outs
     assert RunDir(run_dir).read_json("config.json")["resolved"]["world_size"] == 2
     assert_same_model(run_dir, reference(tmp_path))
+
+
+@pytest.mark.slow
+def test_ddp_run_resumes_at_another_world_size(tmp_path):
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "killer.py").write_text(KILLER)
+    killer_env = env(tmp_path / "plugins", plugins=("killer",))
+    # 2 -> 1: rank 1 dies at step 5 with no restarts left; one process continues from step 4
+    two = tmp_path / "two"
+    proc = bestiary_cli(*ARGS, "--nproc-per-node", "2", "--run-dir", str(two),
+                        env={**killer_env, "KILL_AT": "5", "KILL_MARK": str(tmp_path / "two-killed")})
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0 and (two / "checkpoints" / "step-00000004").is_dir()
+    finish(bestiary_cli("--resume", str(two), env={**killer_env, "KILL_AT": "0", "KILL_MARK": str(tmp_path / "two-killed")}))
+    assert json.loads((two / "summary.json").read_text())["steps"] == STEPS
+    assert (tmp_path / "two-killed.starts").read_text().splitlines()[-1] == "0 4"
+    # 1 -> 2: one process dies at step 5; two processes continue from step 4
+    one = tmp_path / "one"
+    proc = bestiary_cli(*ARGS, "--run-dir", str(one),
+                        env={**killer_env, "KILL_AT": "5", "KILL_RANK": "0", "KILL_MARK": str(tmp_path / "one-killed")})
+    proc.communicate(timeout=120)
+    assert proc.returncode == -9 and (one / "checkpoints" / "step-00000004").is_dir()
+    finish(bestiary_cli("--resume", str(one), "--nproc-per-node", "2",
+                        env={**killer_env, "KILL_AT": "0", "KILL_MARK": str(tmp_path / "one-killed")}))
+    summary = json.loads((one / "summary.json").read_text())
+    assert summary["steps"] == STEPS and summary["status"] == "completed"
+    starts = (tmp_path / "one-killed.starts").read_text().splitlines()
+    assert sorted(starts[-2:]) == ["0 4", "1 4"]
+    assert bestiary.load_model(one)(torch.zeros(2, 1, 4, 4)).shape == (2, 3)
