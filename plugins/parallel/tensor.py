@@ -6,10 +6,15 @@ engine hands that metadata to the strategy as the ``parallel`` option, so this m
 model-specific code. Every process computes on the same batch; only the weights are split, so
 the processes form one data-parallel replica (``world_size`` is 1 for the trainer's batch
 arithmetic, ``processes`` counts the group).
+
+With the ``dp`` option above 1 the processes form a 2-D mesh ``(dp, tp)``: ``tp = processes // dp``
+consecutive ranks split the weights as above, and the ``dp`` such groups shard the (already split)
+parameters with FSDP2 ``fully_shard`` and read different batches. ``world_size`` is then ``dp``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +24,7 @@ import torch.distributed as dist
 from bestiary.engine.data import make_loader
 
 from .distributed import _OPS, DistributedStrategy
+from .fsdp import _no_gradient_sync, find_blocks
 
 #: ``colwise``: output features split (the next layer takes them sharded); ``rowwise``: input
 #: features split, outputs summed; ``colwise_replicate``: output features split, then gathered,
@@ -45,30 +51,65 @@ def expand_plan(model: torch.nn.Module, plan: Mapping[str, str]) -> dict[str, st
     return out
 
 
-class TensorParallelStrategy(DistributedStrategy):
-    """Tensor parallel over all processes (``parallelize_module`` on a 1-D device mesh).
+def mesh_shape(processes: int, dp: int) -> tuple[int, int]:
+    """``(dp, tp)``: ``dp`` data-parallel groups of ``tp = processes // dp`` tensor-parallel ranks.
 
-    :param parallel: the architecture's parallel metadata (``{"tensor_plan": {...}}``); passed
-        by the run engine from the architecture entry.
+    :raises ValueError: when ``dp`` does not divide ``processes``.
+    """
+    if dp < 1 or processes % dp:
+        raise ValueError(f"tensor strategy option dp={dp} does not divide the {processes} processes; "
+                         f"choose dp among {', '.join(str(d) for d in range(1, processes + 1) if processes % d == 0)}")
+    return dp, processes // dp
+
+
+class TensorParallelStrategy(DistributedStrategy):
+    """Tensor parallel over all processes (``parallelize_module`` on a 1-D device mesh), or over
+    each row of a 2-D ``(dp, tp)`` mesh with FSDP2 across the rows.
+
+    :param parallel: the architecture's parallel metadata (``{"tensor_plan": {...}}``, optionally
+        ``"fsdp_blocks"``); passed by the run engine from the architecture entry.
+    :param dp: data-parallel degree (default 1: every process reads the same batch). With ``dp > 1``
+        the ``dp`` tensor-parallel groups each read their own share of the data and shard their
+        parameters with FSDP2 (blocks from ``fsdp_blocks``, else every child holding parameters).
     """
 
     name = "tensor"
 
-    def __init__(self, parallel: Mapping[str, Any] | None = None, **options: Any) -> None:
+    def __init__(self, parallel: Mapping[str, Any] | None = None, dp: int | str = 1, **options: Any) -> None:
         super().__init__(**options)
         self.plan = dict((parallel or {}).get("tensor_plan") or {})
         if not self.plan:
             raise ValueError("the tensor strategy needs the architecture's tensor plan "
                              "(metadata['parallel']['tensor_plan']); see `bestiary list architectures`")
+        try:
+            self.dp = int(dp)
+        except (TypeError, ValueError):
+            raise ValueError(f"tensor strategy option dp={dp!r} is not a whole number") from None
+        if self.dp < 1:
+            raise ValueError(f"tensor strategy option dp={self.dp} must be at least 1")
+        blocks = (parallel or {}).get("fsdp_blocks")
+        self.blocks = [blocks] if isinstance(blocks, str) else (list(blocks) if blocks else None)
         self.processes = 1
+        self.tp_mesh: Any = None
+        self.dp_mesh: Any = None  # the data-parallel dimension, with dp > 1 only
+        self.dp_group: Any = None
 
     def setup(self, device: str) -> None:
         from torch.distributed.device_mesh import init_device_mesh  # only multi-process runs need it
 
+        processes = dist.get_world_size() if dist.is_initialized() else int(os.environ.get("WORLD_SIZE", "1"))
+        dp, tp = mesh_shape(processes, self.dp)  # before joining: a wrong dp fails on every rank at once
         super().setup(device)
         self.processes = self.world_size
-        self.world_size = 1  # one data-parallel replica: every process consumes the same batches
-        self.mesh = init_device_mesh(self.device.type, (self.processes,), mesh_dim_names=("tp",))
+        if dp == 1:
+            self.world_size = 1  # one data-parallel replica: every process consumes the same batches
+            self.mesh = init_device_mesh(self.device.type, (self.processes,), mesh_dim_names=("tp",))
+            self.tp_mesh, self.dp_mesh = self.mesh, None
+            return
+        self.mesh = init_device_mesh(self.device.type, (dp, tp), mesh_dim_names=("dp", "tp"))
+        self.tp_mesh, self.dp_mesh = self.mesh["tp"], self.mesh["dp"]
+        self.dp_group = self.dp_mesh.get_group()
+        self.world_size = dp  # batches per optimizer step: one per tensor-parallel group
 
     def prepare_model(self, model: torch.nn.Module, *, channels_last: bool = False) -> torch.nn.Module:
         from torch.distributed.tensor import Replicate
@@ -79,19 +120,35 @@ class TensorParallelStrategy(DistributedStrategy):
                   "colwise_replicate": lambda: ColwiseParallel(output_layouts=Replicate()),
                   "rowwise_replicate": lambda: RowwiseParallel(input_layouts=Replicate())}
         plan = {name: styles[style]() for name, style in expand_plan(model, self.plan).items()}
-        return parallelize_module(model, self.mesh, plan)
+        model = parallelize_module(model, self.tp_mesh, plan)
+        if self.dp_mesh is not None:
+            from torch.distributed.fsdp import fully_shard
+
+            for _, block in find_blocks(model, self.blocks):
+                fully_shard(block, mesh=self.dp_mesh)
+            fully_shard(model, mesh=self.dp_mesh)
+        return model
+
+    def no_sync(self, model: torch.nn.Module) -> Any:
+        return _no_gradient_sync(model)  # a no-op unless the model is sharded over dp
 
     def loader(self, dataset: Any, *, batch_size: int, shuffle: bool, seed: int, epoch: int = 0,
                skip_batches: int = 0, drop_last: bool = False, num_workers: int = 0,
                collate: Any = None) -> Any:
-        """The whole batch on every process: tensor-parallel ranks split weights, not data."""
+        """The whole batch on every process of a tensor-parallel group: its ranks split weights,
+        not data; with ``dp > 1`` each group reads its own share."""
+        rank, world = (self.dp_mesh.get_local_rank(), self.world_size) if self.dp_mesh is not None else (0, 1)
         return make_loader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
-                           skip_batches=skip_batches, drop_last=drop_last, rank=0, world_size=1,
+                           skip_batches=skip_batches, drop_last=drop_last, rank=rank, world_size=world,
                            num_workers=num_workers, collate=collate, pin_memory=self.device.type == "cuda")
 
     def reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
-        """Every process saw the same data, so a sum counts it once: the mean over processes."""
+        """Every process of a tensor-parallel group saw the same data, so a sum counts it once: the
+        mean over processes, or with ``dp > 1`` the sum over one rank of each group."""
         out = tensor.clone()
+        if self.dp_group is not None:
+            dist.all_reduce(out, op=_OPS["sum" if op == "mean" else op], group=self.dp_group)
+            return out / self.world_size if op == "mean" else out
         if op in ("sum", "mean"):
             dist.all_reduce(out, op=dist.ReduceOp.SUM)
             return out / self.processes
@@ -99,7 +156,11 @@ class TensorParallelStrategy(DistributedStrategy):
         return out
 
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
-        return rows  # every process already holds every row
+        if self.dp_group is None:
+            return rows  # every process already holds every row
+        parts: list[Any] = [None] * self.world_size
+        dist.all_gather_object(parts, rows.cpu(), group=self.dp_group)  # one rank of each group
+        return torch.cat(parts).to(rows.device)
 
     def optimizer_step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, scaler: Any = None,
                        clip_grad_norm: float | None = None) -> torch.Tensor | None:

@@ -211,3 +211,74 @@ def test_pipeline_microbatch_losses_match_unsplit_model(launched, schedule):
         assert r[schedule]["loss"] == pytest.approx(r[schedule]["expected_loss"], abs=1e-5)
         assert r[schedule]["grad_err"] <= 1e-5
     assert set(ranks[0][schedule]["own"]).isdisjoint(ranks[1][schedule]["own"])
+
+
+# -- 2-D: tensor parallel inside data-parallel groups (dp=2, tp=2) -----------------------------
+
+
+def test_tensor_dp_must_divide_the_processes(monkeypatch):
+    from bestiary.plugins.parallel.tensor import TensorParallelStrategy, mesh_shape
+
+    assert mesh_shape(4, 1) == (1, 4)
+    assert mesh_shape(4, 2) == (2, 2)
+    assert mesh_shape(6, 3) == (3, 2)
+    with pytest.raises(ValueError, match=r"dp=4 does not divide the 6 processes; choose dp among 1, 2, 3, 6"):
+        mesh_shape(6, 4)
+    s = TensorParallelStrategy(parallel=parzoo.PARALLEL, dp="2")  # as --set strategy_options.dp=2 may hand it
+    assert s.dp == 2
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(ValueError, match=r"dp=2 does not divide the 3 processes"):
+        s.setup("cpu")  # fails before joining any process group
+    import torch.distributed as dist
+
+    assert not dist.is_initialized()
+    with pytest.raises(ValueError, match="dp=0 must be at least 1"):
+        TensorParallelStrategy(parallel=parzoo.PARALLEL, dp=0)
+    with pytest.raises(ValueError, match="dp='two' is not a whole number"):
+        TensorParallelStrategy(parallel=parzoo.PARALLEL, dp="two")
+
+
+@pytest.fixture(scope="module")
+def launched_2d(tmp_path_factory):
+    """One torchrun launch of worker2d.py with 4 processes: a (dp=2, tp=2) mesh."""
+    out = tmp_path_factory.mktemp("parallel2d")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "4",
+                           str(HERE / "worker2d.py"), str(out)], env=env, capture_output=True, text=True, timeout=240,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out, [json.loads((out / f"rank{r}.json").read_text()) for r in range(4)]
+
+
+@pytest.mark.slow
+def test_tensor_2d_matches_one_process_on_the_global_batch(host, launched_2d, tmp_path):
+    import worker2d
+    from bestiary.engine.trainer import train
+    from safetensors.torch import load_file
+
+    out, ranks = launched_2d
+    summary = train(worker2d.config(tmp_path, "single", "single", batch_size=2 * worker2d.BATCH))
+    reference = load_file(str(tmp_path / "single" / "model" / "model.safetensors"))
+    _compare(out, "tensor2d", reference, 1e-4)
+    for r in ranks:  # every rank reports the evaluation of the whole split, each sample counted once
+        assert r["final"]["loss"] == pytest.approx(summary["final"]["loss"], abs=1e-4)
+        assert r["final"]["accuracy"] == summary["final"]["accuracy"]
+    saved = json.loads((out / "tensor2d" / "config.json").read_text())
+    assert saved["resolved"]["strategy"].endswith(":tensor")
+    assert saved["config"]["strategy_options"] == {"dp": 2}
+
+
+@pytest.mark.slow
+def test_tensor_2d_vit_and_checkpoint(launched_2d):
+    _, ranks = launched_2d
+    for r in ranks:
+        # the ViT entry's plan and fsdp blocks: weights split over tp, then sharded over dp
+        assert r["vit"]["param_err"] <= 1e-4
+        assert "(_StridedShard(dim=0, sf=2), Shard(dim=0))" in r["vit"]["placements"]  # colwise, then FSDP
+        assert "(Shard(dim=0), Shard(dim=1))" in r["vit"]["placements"]  # rowwise, then FSDP
+        # whole tensors saved by rank 0, loaded back into 2-D shards, AdamW state too
+        assert r["ckpt"]["extra"] == {"step": 1}
+        assert r["ckpt"]["state_err"] == 0.0
+        assert r["ckpt"]["after_step_err"] <= 1e-6
