@@ -89,6 +89,7 @@ def worker(args: argparse.Namespace) -> None:
         dist.all_gather_object(per_rank, mine)
         if strategy.is_main:
             _report(args, whole, per_rank)
+        dist.barrier()  # no rank leaves while another still uses the group
     finally:
         strategy.teardown()
 
