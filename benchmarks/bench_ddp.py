@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bestiary.benchmarks.method import cpu_name
+
 TARGET = 0.8  # efficiency wanted at the largest batch
 
 
@@ -111,16 +113,6 @@ def measure(world: int, args: argparse.Namespace, tmp: Path) -> dict[int, float]
     return {int(b): world * int(b) * args.steps / t for b, t in times.items()}
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", default="8,32,128", help="per-process batch sizes, comma-separated")
@@ -142,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     cuda = args.device.startswith("cuda")
-    device = torch.cuda.get_device_name(0) if cuda else f"CPU ({_cpu_name()})"
+    device = torch.cuda.get_device_name(0) if cuda else f"CPU ({cpu_name()})"
     print(f"device {device}; {os.cpu_count()} cores; load average before {os.getloadavg()[0]:.2f}")
     print(f"torch {torch.__version__}, timm {timm.__version__}, python {platform.python_version()}; "
           f"backend {'nccl' if cuda else 'gloo'}")

@@ -110,19 +110,28 @@ def save(path: str | Path, *, model: dict[str, torch.Tensor], optimizer: dict[st
     return path
 
 
-def verify(path: str | Path) -> None:
-    """Raise :class:`CheckpointError` unless every file matches the manifest."""
+def verify(path: str | Path, *, fmt: str = FORMAT, required: tuple[str, ...] = FILES) -> None:
+    """Raise :class:`CheckpointError` unless ``path`` holds a manifest of format ``fmt`` that lists
+    every ``required`` file, and every file it lists matches its size and SHA-256.
+
+    Strategies with their own layout (the fsdp strategy's sharded checkpoints) verify through this
+    too, with their format and files.
+    """
     path = Path(path)
     try:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} has no readable manifest ({exc}); it is incomplete or not a checkpoint") from exc
-    if manifest.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path} has format {manifest.get('format')!r}, expected {FORMAT!r}")
-    for name in FILES:
-        expected = manifest["files"].get(name, {})
+    if manifest.get("format") != fmt:
+        raise CheckpointError(f"checkpoint {path} has format {manifest.get('format')!r}, expected {fmt!r}; "
+                              "resume it with the strategy that wrote it")
+    files = manifest.get("files", {})
+    for name in required:
+        if name not in files:
+            raise CheckpointError(f"checkpoint {path} lists no {name} in its manifest; it is incomplete")
+    for name, expected in files.items():
         file = path / name
-        if not file.exists():
+        if not file.is_file():
             raise CheckpointError(f"checkpoint {path} is missing {name}; delete the folder to resume from an earlier checkpoint")
         size = file.stat().st_size
         if size != expected.get("bytes") or _digest(file) != expected.get("sha256"):

@@ -230,29 +230,7 @@ class FSDPStrategy(DistributedStrategy):
 
 def verify(path: str | Path) -> None:
     """Raise :class:`CheckpointError` unless ``path`` is a complete fsdp checkpoint matching its manifest."""
-    path = Path(path)
-    try:
-        manifest = json.loads((path / "manifest.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path} has no readable manifest ({exc}); it is incomplete or not a checkpoint") from exc
-    if manifest.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path} has format {manifest.get('format')!r}, but the fsdp strategy "
-                              f"reads {FORMAT!r}; resume it with the strategy that wrote it")
-    files = manifest.get("files", {})
-    for name in ("dcp/.metadata", "extra.safetensors", "extra.json"):
-        if name not in files:
-            raise CheckpointError(f"checkpoint {path} lists no {name} in its manifest; it is incomplete")
-    for name, expected in files.items():
-        file = path / name
-        if not file.is_file():
-            raise CheckpointError(f"checkpoint {path} is missing {name}; delete the folder to resume from an earlier checkpoint")
-        size = file.stat().st_size
-        if size != expected.get("bytes") or ckpt._digest(file) != expected.get("sha256"):
-            raise CheckpointError(
-                f"checkpoint {path} is corrupt: {name} does not match its manifest "
-                f"({size} bytes, expected {expected.get('bytes')}); it was truncated or modified. "
-                "Delete the folder to resume from an earlier checkpoint."
-            )
+    ckpt.verify(path, fmt=FORMAT, required=("dcp/.metadata", "extra.safetensors", "extra.json"))
 
 
 def _containers_copied(obj: Any) -> Any:
