@@ -99,6 +99,45 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         return max(0, self.per_rank - self.skip)
 
 
+class ShardedIterable(torch.utils.data.IterableDataset):
+    """This rank's and worker's share of an iterable dataset: item ``i`` of the stream goes to shard
+    ``i % (world_size * workers)``, so ranks and data-loader workers never see the same item.
+
+    ``skip_batches`` resumes inside an epoch exactly: the DataLoader takes batch ``k`` from worker
+    ``k % workers``, so each worker drops the items of the batches it had already produced, and
+    the workers' roles rotate so the next batch comes from the stream that was due. The
+    wrapped dataset's ``set_epoch(epoch)`` is called when it has one (to reshuffle a stream).
+    An iterable dataset must define ``__len__`` (its items per epoch over all ranks), which
+    schedules and progress need.
+    """
+
+    def __init__(self, dataset: Any, *, rank: int, world_size: int, batch_size: int, epoch: int = 0,
+                 skip_batches: int = 0) -> None:
+        self.dataset, self.rank, self.world_size, self.batch_size = dataset, rank, world_size, batch_size
+        self.set_epoch(epoch, skip_batches)
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        self.epoch, self.skip_batches = epoch, skip_batches
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.world_size)
+
+    def __iter__(self) -> Iterator[Any]:
+        import itertools
+
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        # a resumed loader starts with worker 0, where the interrupted one would have asked worker
+        # skip % workers next: worker w plays that worker's part, so batches keep their order
+        worker = (worker + self.skip_batches) % workers
+        shards = self.world_size * workers
+        done = max(0, -(-(self.skip_batches - worker) // workers))  # batches this worker already made
+        stream = itertools.islice(iter(self.dataset), self.rank * workers + worker, None, shards)
+        return itertools.islice(stream, done * self.batch_size, None)
+
+
 def make_loader(
     dataset: Any,
     *,
@@ -114,10 +153,22 @@ def make_loader(
     collate: Any = None,
     pin_memory: bool = False,
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader over a map-style dataset whose order is a function of ``(seed, epoch)``.
+    """A DataLoader whose order is a function of ``(seed, epoch)``: map-style datasets through
+    :class:`EpochSampler`, iterable ones through :class:`ShardedIterable` (their own order).
 
     :param skip_batches: batches of this epoch already consumed (resuming).
     """
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        if not hasattr(dataset, "__len__"):
+            raise TypeError(f"iterable dataset {type(dataset).__name__} needs __len__ (items per epoch) "
+                            "for schedules, progress and resuming")
+        return torch.utils.data.DataLoader(
+            ShardedIterable(dataset, rank=rank, world_size=world_size, batch_size=batch_size, epoch=epoch,
+                            skip_batches=skip_batches),
+            batch_size=batch_size, drop_last=drop_last, num_workers=num_workers, collate_fn=collate,
+            pin_memory=pin_memory,
+            persistent_workers=False,  # set_epoch must reach the workers, which get a fresh copy each epoch
+        )
     sampler = EpochSampler(
         len(dataset),
         shuffle=shuffle,
@@ -143,8 +194,10 @@ def make_loader(
 
 def set_epoch(loader: Any, epoch: int, skip_batches: int = 0) -> None:
     """Point a loader from :func:`make_loader` at another epoch (and resume position)."""
-    sampler = loader.sampler
-    sampler.set_epoch(epoch, skip_batches * loader.batch_size)
+    if isinstance(loader.dataset, ShardedIterable):
+        loader.dataset.set_epoch(epoch, skip_batches)
+        return
+    loader.sampler.set_epoch(epoch, skip_batches * loader.batch_size)
 
 
 def batches_per_epoch(length: int, batch_size: int, world_size: int = 1, drop_last: bool = False) -> int:
