@@ -16,6 +16,7 @@ that its state reduces with the others.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from typing import Any
 
 import torch  # metrics accumulate tensors; only runs import this module
@@ -95,9 +96,9 @@ class _PerClass(Metric):
         self.size = 0 if num_classes is None else self.size_for(num_classes)
         super().__init__()
 
+    @abstractmethod
     def size_for(self, num_classes: int) -> int:
         """Length of the state vector (``sum``) or row width (``cat``) for ``num_classes`` classes."""
-        raise NotImplementedError
 
     def update(self, outputs: Any, batch: Any) -> None:
         if outputs.dim() != 2:
