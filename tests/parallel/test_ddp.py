@@ -56,27 +56,14 @@ KILLER = textwrap.dedent(
 
 
 @pytest.fixture(autouse=True)
-def toy_host(monkeypatch):
-    monkeypatch.syspath_prepend(str(ENGINE_TESTS))
-    import toyzoo
-
-    from bestiary.plugins import parallel
-
-    host = bestiary.reset_host(bestiary.PluginHost(autoload=False))
-    host.add_plugin(toyzoo, "toyzoo")
-    if "bestiary.plugins.parallel" not in bestiary.DEFAULT_PLUGINS:
-        host.add_plugin(parallel, "parallel")
-    yield host
-    bestiary.reset_host()
+def _toy(toy_host):
+    return toy_host
 
 
 def env(*paths: Path, plugins: tuple[str, ...] = ()) -> dict[str, str]:
     out = dict(os.environ)
     out["PYTHONPATH"] = os.pathsep.join([*map(str, paths), str(ENGINE_TESTS), out.get("PYTHONPATH", "")])
-    names = ["toyzoo", *plugins]
-    if "bestiary.plugins.parallel" not in bestiary.DEFAULT_PLUGINS:
-        names.append("parallel=bestiary.plugins.parallel")
-    out["BESTIARY_PLUGINS"] = ",".join(names)
+    out["BESTIARY_PLUGINS"] = ",".join(["toyzoo", *plugins])
     out["BESTIARY_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     out["BESTIARY_STRICT_PLUGINS"] = "1"  # a plugin that fails to load fails the test, not silently
     return out

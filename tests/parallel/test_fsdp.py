@@ -224,12 +224,9 @@ def test_blocks_from_metadata_and_unknown_block():
 
 
 def test_registered_and_options_checked():
-    from bestiary.plugins import parallel
     from bestiary.plugins.parallel.fsdp import FSDPStrategy
 
     host = bestiary.PluginHost(autoload=False)
-    if "fsdp" not in host.registry.table("strategies"):
-        host.add_plugin(parallel, "parallel")
     built = host.registry.table("strategies").get("fsdp").build(activation_checkpointing=True)
     assert isinstance(built, FSDPStrategy) and built.activation_checkpointing and built.blocks is None
     assert FSDPStrategy(parallel={"fsdp_blocks": ["BasicBlock"]}).blocks == ["BasicBlock"]
@@ -270,14 +267,11 @@ WORKER = textwrap.dedent(
     import bestiary
     import toyzoo
 
-    from bestiary.plugins import parallel
     from bestiary.engine.config import RunConfig
     from bestiary.engine.trainer import train
 
     host = bestiary.reset_host(bestiary.PluginHost(autoload=False))
     host.add_plugin(toyzoo, "toyzoo")
-    if "bestiary.plugins.parallel" not in bestiary.DEFAULT_PLUGINS:
-        host.add_plugin(parallel, "parallel")
     # one group for every job: the strategy uses it and leaves it open (a second group on torchrun's
     # store in one process would wait for ever)
     dist.init_process_group("gloo")
@@ -289,20 +283,6 @@ WORKER = textwrap.dedent(
     dist.destroy_process_group()
     """
 )
-
-
-@pytest.fixture
-def toy_host(monkeypatch):
-    monkeypatch.syspath_prepend(str(ENGINE_TESTS))
-    import toyzoo
-    from bestiary.plugins import parallel
-
-    host = bestiary.reset_host(bestiary.PluginHost(autoload=False))
-    host.add_plugin(toyzoo, "toyzoo")
-    if "bestiary.plugins.parallel" not in bestiary.DEFAULT_PLUGINS:
-        host.add_plugin(parallel, "parallel")
-    yield host
-    bestiary.reset_host()
 
 
 def torchrun(tmp_path: Path, jobs: list[dict], nproc: int = 2) -> None:

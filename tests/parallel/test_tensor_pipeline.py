@@ -21,11 +21,7 @@ import toyzoo
 
 @pytest.fixture
 def host():
-    from bestiary.plugins import parallel
-
     h = bestiary.reset_host(bestiary.PluginHost())
-    if "pipeline" not in h.registry.table("strategies"):
-        h.add_plugin(parallel, "parallel")
     h.add_plugin(toyzoo, "toyzoo")
     h.add_plugin(parzoo, "parzoo")
     return h

@@ -86,7 +86,12 @@ def checkpoint_roundtrip(kind: str, out: Path) -> dict:
     from bestiary.plugins.parallel.tensor import TensorParallelStrategy
 
     cls = TensorParallelStrategy if kind == "tensor" else PipelineStrategy
-    s = cls(parallel=parzoo.PARALLEL)
+    return roundtrip(cls(parallel=parzoo.PARALLEL), out / f"ckpt-{kind}")
+
+
+def roundtrip(s, path: Path, clip_grad_norm: float | None = None) -> dict:
+    """With strategy ``s``: one AdamW step, save, load into a fresh model; the state error after
+    loading and after one more identical step on both (the optimizer state came back too)."""
     s.setup("cpu")
     task = bestiary.get_entry("tasks", "image-classification").build()
     g = torch.Generator().manual_seed(4)
@@ -97,29 +102,30 @@ def checkpoint_roundtrip(kind: str, out: Path) -> dict:
         model = s.prepare_model(parzoo.par_mlp())
         models.append(model)
         opts.append(torch.optim.AdamW(model.parameters(), lr=0.01))
-    s.forward_backward(models[0], batch, lambda m, b: task.loss(m, b), autocast=torch.autocast("cpu", enabled=False),
-                       scale=1.0)
-    s.optimizer_step(models[0], opts[0])
-    path = s.broadcast_object(str(out / f"ckpt-{kind}"))
-    s.save_checkpoint(Path(path), models[0], opts[0], {"step": 1})
-    extra = s.load_checkpoint(Path(path), models[1], opts[1])
-    a, b = s.model_state(models[0]), s.model_state(models[1])
-    state_err = max(float((a[k] - b[k]).abs().max()) for k in a)
-    # one more identical step from both: the optimizer state came back too
-    for model, opt in zip(models, opts):
+
+    def step(model, opt):
         s.forward_backward(model, batch, lambda m, b: task.loss(m, b), autocast=torch.autocast("cpu", enabled=False),
                            scale=1.0)
-        s.optimizer_step(model, opt)
-    a, b = s.model_state(models[0]), s.model_state(models[1])
-    return {"extra": extra, "state_err": state_err, "after_step_err": max(float((a[k] - b[k]).abs().max()) for k in a)}
+        s.optimizer_step(model, opt, clip_grad_norm=clip_grad_norm)
+
+    def error() -> float:
+        a, b = s.model_state(models[0]), s.model_state(models[1])
+        return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+    step(models[0], opts[0])
+    target = Path(s.broadcast_object(str(path)))
+    s.save_checkpoint(target, models[0], opts[0], {"step": 1})
+    extra = s.load_checkpoint(target, models[1], opts[1])
+    state_err = error()
+    for model, opt in zip(models, opts):
+        step(model, opt)
+    return {"extra": extra, "state_err": state_err, "after_step_err": error()}
 
 
 def main() -> None:
     out = Path(sys.argv[1])
     dist.init_process_group("gloo")
     host = bestiary.get_host()
-    if "pipeline" not in host.registry.table("strategies"):
-        host.add_plugin(bestiary.plugins.parallel, "parallel")
     host.add_plugin(toyzoo, "toyzoo")
     host.add_plugin(parzoo, "parzoo")
     results = {"tensor": train(config(out, "tensor", "tensor"))["final"],

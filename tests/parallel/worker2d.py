@@ -18,6 +18,7 @@ import bestiary
 import bestiary.plugins.parallel
 import parzoo
 import toyzoo
+from worker import roundtrip
 from bestiary.engine.config import RunConfig
 from bestiary.engine.trainer import train
 
@@ -64,41 +65,13 @@ def checkpoint_roundtrip(out: Path) -> dict:
     """Save after one AdamW step, load into a fresh 2-D model, compare whole states and one more step."""
     from bestiary.plugins.parallel.tensor import TensorParallelStrategy
 
-    s = TensorParallelStrategy(parallel=parzoo.PARALLEL, dp=2)
-    s.setup("cpu")
-    task = bestiary.get_entry("tasks", "image-classification").build()
-    g = torch.Generator().manual_seed(4)
-    batch = (torch.randn(8, 1, 4, 4, generator=g), torch.randint(0, 3, (8,), generator=g))
-    models, opts = [], []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        model = s.prepare_model(parzoo.par_mlp())
-        models.append(model)
-        opts.append(torch.optim.AdamW(model.parameters(), lr=0.01))
-
-    def step(model, opt):
-        s.forward_backward(model, batch, lambda m, b: task.loss(m, b), autocast=torch.autocast("cpu", enabled=False),
-                           scale=1.0)
-        s.optimizer_step(model, opt, clip_grad_norm=1.0)
-
-    step(models[0], opts[0])
-    path = s.broadcast_object(str(out / "ckpt-2d"))
-    s.save_checkpoint(Path(path), models[0], opts[0], {"step": 1})
-    extra = s.load_checkpoint(Path(path), models[1], opts[1])
-    a, b = s.model_state(models[0]), s.model_state(models[1])
-    state_err = max(float((a[k] - b[k]).abs().max()) for k in a)
-    for model, opt in zip(models, opts):
-        step(model, opt)
-    a, b = s.model_state(models[0]), s.model_state(models[1])
-    return {"extra": extra, "state_err": state_err, "after_step_err": max(float((a[k] - b[k]).abs().max()) for k in a)}
+    return roundtrip(TensorParallelStrategy(parallel=parzoo.PARALLEL, dp=2), out / "ckpt-2d", clip_grad_norm=1.0)
 
 
 def main() -> None:
     out = Path(sys.argv[1])
     dist.init_process_group("gloo")
     host = bestiary.get_host()
-    if "pipeline" not in host.registry.table("strategies"):
-        host.add_plugin(bestiary.plugins.parallel, "parallel")
     host.add_plugin(toyzoo, "toyzoo")
     host.add_plugin(parzoo, "parzoo")
     summary = train(config(out, "tensor2d", "tensor", strategy_options={"dp": 2}))
