@@ -17,7 +17,7 @@ from .errors import (
     UnknownKindError,
     singular,
 )
-from .table import Registry, Table
+from .table import Registry, Table, name_matches
 
 __all__ = [
     "AmbiguousEntryError",
@@ -31,5 +31,6 @@ __all__ = [
     "Table",
     "UnknownEntryError",
     "UnknownKindError",
+    "name_matches",
     "singular",
 ]

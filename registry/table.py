@@ -155,9 +155,9 @@ class Table:
             self.discover()
             entries += sorted(self._dynamic.values(), key=lambda e: (e.name, e.qualified_name))
         for entry in entries:
-            if includes and not any(_match(entry, p) for p in includes):
+            if includes and not any(name_matches(entry, p) for p in includes):
                 continue
-            if excludes and any(_match(entry, p) for p in excludes):
+            if excludes and any(name_matches(entry, p) for p in excludes):
                 continue
             if task is not None and entry.task != task:
                 continue
@@ -169,7 +169,8 @@ class Table:
         return out
 
 
-def _match(entry: Entry, pattern: str) -> bool:
+def name_matches(entry: Entry, pattern: str) -> bool:
+    """An fnmatch ``pattern`` on the bare name, or on the qualified name when it holds ``:``."""
     return fnmatchcase(entry.qualified_name if ":" in pattern else entry.name, pattern)
 
 

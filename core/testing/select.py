@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Callable, Sequence
-from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
 from ..api import get_entry
 from ..host import PluginHost, get_host
-from ..registry import Entry, LookupFailure, singular
+from ..registry import Entry, LookupFailure, name_matches, singular
 from .report import ConformanceError
 
 if TYPE_CHECKING:
@@ -24,7 +23,7 @@ def matches(entry: Entry, pattern: str) -> bool:
     kind, sep, names = pattern.rpartition("/")
     if sep and kind not in (entry.kind, singular(entry.kind)):
         return False
-    return fnmatchcase(entry.qualified_name if ":" in names else entry.name, names)
+    return name_matches(entry, names)
 
 
 def _patterns(value: str | Sequence[str] | None) -> list[str]:
