@@ -39,7 +39,10 @@ Lifecycle hooks
 ``on_run_end`` are called by the engine on every process of every run, in the order pluggy gives
 (plugins registered later first). Implementations must be cheap (they run inside the training loop)
 and must not raise: an exception ends the run as ``failed``. ``run`` is a
-:class:`bestiary.engine.run.RunContext`; check ``run.is_main`` before writing files.
+:class:`bestiary.engine.run.RunContext`; check ``run.is_main`` before writing files. A hook that
+wants the run to end early (a pruner, a watchdog) calls ``run.request_stop(reason)``: the engine
+stops at the next step or evaluation boundary with a checkpoint, the model, status ``stopped`` and
+the reason in the summary.
 """
 
 from __future__ import annotations

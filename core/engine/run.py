@@ -143,6 +143,7 @@ class RunContext:
     :ivar task: the task adapter.
     :ivar hparams: flat hyperparameters, for HParams views.
     :ivar resumed_step: the checkpoint step a resumed run continues from (0 for a fresh run).
+    :ivar stop_reason: why a hook asked the run to stop (see :meth:`request_stop`), or ``None``.
     """
 
     config: RunConfig
@@ -152,7 +153,18 @@ class RunContext:
     task: Task
     hparams: dict[str, Any] = field(default_factory=dict)
     resumed_step: int = 0
+    stop_reason: str | None = None
 
     @property
     def is_main(self) -> bool:
         return self.strategy.is_main
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the run to end early, from a lifecycle hook (a pruned trial, a debugger rule).
+
+        The engine honours it at the next step or evaluation boundary: it saves a checkpoint and the
+        model, and ends with status ``stopped`` and ``stop_reason`` in the summary. Under a
+        multi-process strategy the run stops when any process asks. The first reason is kept.
+        """
+        if self.stop_reason is None:
+            self.stop_reason = str(reason)

@@ -259,8 +259,8 @@ class Trainer:
                             window_n, window_start = 0, time.perf_counter()
                         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                             save_checkpoint()
-                        if strategy.agree(stop.set):
-                            status = "interrupted"
+                        if strategy.agree(stop.set or ctx.stop_reason is not None):  # one collective per step
+                            status = "interrupted" if stop.set or ctx.stop_reason is None else "stopped"
                             break
                         if step >= total_steps:
                             break
@@ -284,7 +284,12 @@ class Trainer:
                             state["bad_evals"] += 1
                             if cfg.early_stopping is not None and state["bad_evals"] >= cfg.early_stopping:
                                 status = "stopped"
+                                ctx.request_stop(f"{monitor} did not improve for {cfg.early_stopping} evaluations")
+                        if strategy.agree(ctx.stop_reason is not None):
+                            status = "stopped"
             progress.close()
+            if status != "completed":  # every process must agree: saving the model may be a collective
+                status = strategy.broadcast_object(status)
             save_checkpoint()  # also when one was just written: evaluation may have followed it
             summary = {
                 "status": status,
@@ -297,6 +302,8 @@ class Trainer:
                 "train_samples_per_s": state["samples"] / state["train_time"] if state["train_time"] else None,
                 "run_dir": str(path),
             }
+            if status == "stopped":
+                summary["stop_reason"] = ctx.stop_reason
             if status == "interrupted":
                 summary["signal"] = signal.Signals(stop.signum).name if stop.signum else None
             if status != "interrupted":

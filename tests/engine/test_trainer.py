@@ -351,3 +351,50 @@ def test_compiled_training_matches_eager_closely(tmp_path):
     a, b = load_model(eager["run_dir"]).state_dict(), load_model(compiled["run_dir"]).state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+class _StopAt:
+    """Asks the run to stop from a lifecycle hook, as a pruner or a debugger rule does."""
+
+    def __init__(self, step: int | None = None, after_evaluations: int | None = None) -> None:
+        self.step, self.after, self.evaluations = step, after_evaluations, 0
+
+    @bestiary.hookimpl
+    def on_step_end(self, run, step, metrics):
+        if step == self.step:
+            run.request_stop(f"asked at step {step}")
+            run.request_stop("a later reason is ignored")
+
+    @bestiary.hookimpl
+    def on_evaluation_end(self, run, step, split, metrics):
+        self.evaluations += 1
+        if self.evaluations == self.after:
+            run.request_stop(f"asked after evaluation {self.evaluations}")
+
+
+def test_a_hook_can_stop_a_run_at_a_step_with_checkpoint_and_model(tmp_path, toy_host):
+    toy_host.add_plugin(_StopAt(step=5), "stopper")
+    summary = train(cfg(tmp_path))
+    assert summary["status"] == "stopped"
+    assert summary["steps"] == 5
+    assert summary["stop_reason"] == "asked at step 5"
+    run_dir = Path(summary["run_dir"])
+    assert (run_dir / "model" / "model.safetensors").exists()
+    assert bestiary.engine.rundir.RunDir(run_dir).latest_checkpoint().name.endswith("5")
+    with pytest.raises(ConfigError, match="stopped"):
+        train(resume=run_dir)
+
+
+def test_a_hook_can_stop_a_run_after_an_evaluation(tmp_path, toy_host):
+    toy_host.add_plugin(_StopAt(after_evaluations=1), "stopper")
+    summary = train(cfg(tmp_path))
+    assert summary["status"] == "stopped"
+    assert summary["epochs"] == 1
+    assert summary["stop_reason"] == "asked after evaluation 1"
+
+
+def test_early_stopping_records_its_reason(tmp_path):
+    summary = train(cfg(tmp_path, epochs=8, early_stopping=1, lr=1e-12))  # too small to change the metric
+    assert summary["status"] == "stopped"
+    assert summary["epochs"] == 2
+    assert summary["stop_reason"] == "accuracy did not improve for 1 evaluations"
