@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from pathlib import Path
@@ -78,10 +79,16 @@ def evaluate_run(run_dir: str | Path, *, dataset: str | None = None, split: str 
     strategy = Strategy()
     strategy.setup(device)
     model = load_model(rd.path, device=strategy.device)
+    if hasattr(task, "prepare_data"):  # cut the data for the model, as training did
+        data = task.prepare_data(data, model, batch_size=config.get("batch_size"), seed=config.get("seed"))
     loader = make_loader(data.split(split), batch_size=batch_size or config.get("batch_size", 32), shuffle=False,
                          seed=0, collate=data.collate)
     results = evaluate(model, task, loader, metrics, strategy, autocast=autocast(config.get("precision", "fp32"), strategy.device))
-    files = task.write_report(results, data.info, rd.path / "reports" / f"{split}-{entry.name}")
+    # a report that plots predictions (forecasts) also takes the model and the split, when it asks for them
+    context = {"model": model, "dataset": data.split(split), "device": strategy.device}
+    accepted = inspect.signature(task.write_report).parameters
+    files = task.write_report(results, data.info, rd.path / "reports" / f"{split}-{entry.name}",
+                              **{k: v for k, v in context.items() if k in accepted})
     record = {"split": split, "dataset": entry.qualified_name, "time": time.time(), **results,
               "report": [str(f) for f in files]}
     with open(rd.path / "evaluations.jsonl", "a") as f:

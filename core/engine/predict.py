@@ -18,7 +18,7 @@ from .strategy import resolve_device
 def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str | Path, *,
                  batch_size: int = 256, device: str = "auto") -> int:
     """Predict for every input in ``input_path``; write JSON lines (``.jsonl``), a JSON array
-    (``.json``) or CSV (``.csv``).
+    (``.json``), CSV (``.csv``) or Parquet (``.parquet``, flat rows such as forecasts).
 
     :return: the number of predictions written.
     """
@@ -42,6 +42,10 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
             writer.writeheader()
             for row in rows:
                 writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()})
+    elif out.suffix == ".parquet":
+        import pandas as pd  # Parquet through pandas/pyarrow, only when asked for
+
+        pd.DataFrame(rows).to_parquet(out, index=False)
     elif out.suffix == ".json":
         out.write_text(json.dumps(rows, indent=1) + "\n")
     else:

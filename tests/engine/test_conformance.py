@@ -315,7 +315,7 @@ from bestiary.testing import check_entry, conformance_tests
 
 test_zoo = conformance_tests(plugin="toyzoo", overrides={"toy_mlp": {"info": {"in_chans": 1, "input_size": [1, 4, 4]}}})
 
-@pytest.mark.bestiary_conformance(kind="metrics", plugin="tasks")
+@pytest.mark.bestiary_conformance(kind="metrics", plugin="timeseries", pattern="r*")
 def test_metric(bestiary_entry):
     check_entry(bestiary_entry)
 """
@@ -347,12 +347,12 @@ def test_pytest_plugin_generates_one_test_per_entry(inner: pytest.Pytester) -> N
     result = inner.runpytest_inprocess(
         "-p", "bestiary.testing.plugin", "-v", "--bestiary-conformance=architectures/toyzoo:toy_[cl]*"
     )
-    result.assert_outcomes(passed=10)
+    result.assert_outcomes(passed=8)
     result.stdout.fnmatch_lines_random(
         [
             "*test_zoo.py::test_zoo?toyzoo:toy_mlp? PASSED*",
             "*test_zoo.py::test_zoo?toyzoo:sine? PASSED*",
-            "*test_zoo.py::test_metric?tasks:rmse? PASSED*",
+            "*test_zoo.py::test_metric?timeseries:rmse? PASSED*",
             "*bestiary-conformance::architecture?toyzoo:toy_linear? PASSED*",
         ]
     )

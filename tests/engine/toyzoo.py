@@ -66,9 +66,12 @@ class _Windows:
     def __getitem__(self, i: int):
         s, t = divmod(i, self.per)
         row = self.series[s]
+        history = row[: t + self.context]
         return {
             "past_target": row[t : t + self.context],
             "future_target": row[t + self.context : t + self.context + self.horizon],
+            # the MASE scale: mean absolute one-step change of the history before the forecast
+            "seasonal_error": (history[1:] - history[:-1]).abs().mean(),
         }
 
 

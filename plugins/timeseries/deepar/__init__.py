@@ -1,0 +1,1 @@
+"""DeepAR: gluonts' PyTorch network and distribution outputs, trained by the bestiary engine."""

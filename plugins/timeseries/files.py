@@ -1,0 +1,170 @@
+"""User series from files: long CSV or Parquet (one row per item and timestamp) and gluonts JSON
+lines (one series per line). Timestamps are checked per item: unsorted, duplicated or off-grid
+timestamps fail with the row that breaks the rule; steps missing from the grid and empty targets
+become missing values, which are masked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bestiary.engine.data import Data
+
+from .series import PREDICTION_LENGTH, Item, SeriesSet, freq_base, normalise_freq
+from .windows import backtest_data
+
+SUFFIXES = (".csv", ".parquet", ".pq", ".jsonl", ".json")
+
+
+def read_table(path: Path) -> Any:
+    import pandas as pd  # reading user files is pandas' job
+
+    if path.suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    return pd.read_csv(path)
+
+
+def infer_freq(stamps: list[Any], path: Path) -> str:
+    """The frequency of the first item pandas can infer one for; items that disagree fail."""
+    import pandas as pd
+
+    found: dict[str, str] = {}
+    for item_id, index in stamps:
+        if len(index) >= 3:
+            f = pd.infer_freq(pd.DatetimeIndex(index))
+            if f is not None:
+                found.setdefault(normalise_freq(f), str(item_id))
+    if not found:
+        raise ValueError(
+            f"{path}: cannot infer the frequency (each item needs 3 or more evenly spaced timestamps); "
+            "pass it with --set data.freq=D (or h, W, W-SAT, MS, QS, YS, ...); missing steps then become masked values"
+        )
+    if len(found) > 1:
+        shown = ", ".join(f"{f} (item {i})" for f, i in found.items())
+        raise ValueError(f"{path}: items have different frequencies: {shown}; pass one with --set data.freq=...")
+    return next(iter(found))
+
+
+def _on_grid(item_id: str, stamps: Any, freq: str, path: Path) -> tuple[Any, np.ndarray]:
+    """Positions of ``stamps`` on the grid of ``freq`` from the first one, checking their order."""
+    import pandas as pd
+
+    stamps = pd.DatetimeIndex(stamps)
+    step = np.flatnonzero(np.diff(stamps.asi8) <= 0) if len(stamps) > 1 else np.array([], int)
+    if step.size:
+        k = int(step[0])
+        what = "duplicated" if stamps[k + 1] == stamps[k] else "not sorted"
+        raise ValueError(
+            f"{path}: timestamps of item {item_id!r} are {what}: {stamps[k + 1]} follows {stamps[k]} "
+            f"(position {k + 1} of the item); " + ("keep one row per item and timestamp" if what == "duplicated"
+                                                   else "sort the rows by item and timestamp")
+        )
+    grid = pd.date_range(stamps[0], stamps[-1], freq=freq)
+    if len(grid) == 0 or grid[0] != stamps[0]:
+        raise ValueError(f"{path}: item {item_id!r} starts at {stamps[0]}, which is not a {freq} timestamp; "
+                         "pass the frequency that matches the data with --set data.freq=...")
+    positions = grid.get_indexer(stamps)
+    bad = np.flatnonzero(positions < 0)
+    if bad.size:
+        raise ValueError(
+            f"{path}: irregular timestamps in item {item_id!r}: {stamps[int(bad[0])]} is not on the {freq} grid "
+            f"that starts at {stamps[0]}; pass the right --set data.freq=..., or resample the data to a regular grid"
+        )
+    return stamps[0], positions
+
+
+def read_long(path: Path, freq: str | None, *, item_column: str, timestamp_column: str, target_column: str,
+              covariates: list[str] | None) -> tuple[list[Item], str, list[str]]:
+    """Items of a long table; ``covariates`` ``None``: every other numeric column."""
+    import pandas as pd
+
+    frame = read_table(path)
+    missing = [c for c in (timestamp_column, target_column) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: no column {' or '.join(map(repr, missing))} (columns: {', '.join(map(str, frame.columns))}); "
+                         "name them with --set data.timestamp_column=... / target_column=...")
+    if item_column not in frame.columns:
+        frame[item_column] = "0"  # one series
+    if covariates is None:
+        skip = {item_column, timestamp_column, target_column}
+        covariates = [c for c in frame.columns if c not in skip and pd.api.types.is_numeric_dtype(frame[c])]
+    frame[timestamp_column] = pd.to_datetime(frame[timestamp_column])
+    groups = [(item_id, group) for item_id, group in frame.groupby(item_column, sort=False)]
+    freq = normalise_freq(freq) if freq else infer_freq([(i, g[timestamp_column]) for i, g in groups], path)
+    items = []
+    for item_id, group in groups:
+        start, positions = _on_grid(str(item_id), group[timestamp_column], freq, path)
+        length = int(positions[-1]) + 1
+        target = np.full(length, np.nan, np.float32)
+        target[positions] = pd.to_numeric(group[target_column], errors="coerce").to_numpy(np.float32)
+        cov = np.zeros((len(covariates), length), np.float32)
+        for r, name in enumerate(covariates):
+            cov[r, positions] = np.nan_to_num(pd.to_numeric(group[name], errors="coerce").to_numpy(np.float32))
+        items.append(Item(str(item_id), start, target, cov))
+    return items, freq, list(covariates)
+
+
+def read_jsonl(path: Path, freq: str | None) -> tuple[list[Item], str, list[str]]:
+    """gluonts JSON lines: ``{"start": ..., "target": [...], "item_id": ..., "feat_dynamic_real": [[...]]}``."""
+    import json
+
+    import pandas as pd
+
+    if not freq:
+        raise ValueError(f"{path}: JSON lines give a start, not a frequency; pass it with --set data.freq=D (or h, W, MS, ...)")
+    freq = normalise_freq(freq)
+    items = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            target = np.array([np.nan if v is None else v for v in record["target"]], dtype=np.float32)
+            start = pd.Timestamp(str(record["start"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}, line {n}: not a series ({exc}); write one JSON object per line with "
+                             "'start' (a timestamp) and 'target' (a list of numbers, null where missing)") from exc
+        cov = np.asarray(record.get("feat_dynamic_real", np.zeros((0, len(target)))), np.float32)
+        items.append(Item(str(record.get("item_id", len(items))), start, target, cov.reshape(-1, len(target))))
+    counts = {it.covariates.shape[0] for it in items}
+    if len(counts) > 1:
+        raise ValueError(f"{path}: items have different numbers of feat_dynamic_real rows ({sorted(counts)})")
+    names = [f"feat_dynamic_real_{k}" for k in range(counts.pop() if counts else 0)]
+    return items, freq, names
+
+
+def read_series(path: str | Path, freq: str | None = None, *, item_column: str = "item_id",
+                timestamp_column: str = "timestamp", target_column: str = "target",
+                covariates: list[str] | None = None) -> tuple[list[Item], str, list[str]]:
+    """Items, frequency and covariate names of a series file (by its suffix)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such file; pass your series file with --set data.path=FILE")
+    if p.suffix not in SUFFIXES:
+        raise ValueError(f"{p}: unknown series file type {p.suffix!r}; use one of {', '.join(SUFFIXES)}")
+    if p.suffix in (".jsonl", ".json"):
+        return read_jsonl(p, freq)
+    return read_long(p, freq, item_column=item_column, timestamp_column=timestamp_column,
+                     target_column=target_column, covariates=covariates)
+
+
+def series_file(path: str | None = None, freq: str | None = None, prediction_length: int | None = None,
+                context_length: int | None = None, test_windows: int = 1, val_windows: int = 1,
+                item_column: str = "item_id", timestamp_column: str = "timestamp", target_column: str = "target",
+                covariates: str | list[str] | None = None, season_length: int | None = None, seed: int = 0) -> Data:
+    """Your series: a long CSV/Parquet file (``item_id``, ``timestamp``, ``target``, other numeric
+    columns as covariates) or gluonts JSON lines, at ``path`` (``--set data.path=FILE``).
+
+    :param freq: pandas frequency; inferred from the timestamps of a CSV/Parquet file when omitted.
+    :param prediction_length: horizon (default by frequency: 24 hourly, 14 daily, 13 weekly, 12 monthly, ...).
+    :param covariates: comma-separated covariate columns (default: every other numeric column; ``""``: none).
+    """
+    if not path:
+        raise ValueError("series_file needs your file: --set data.path=sales.csv (long CSV/Parquet or gluonts JSON lines)")
+    names = [c for c in covariates.split(",") if c] if isinstance(covariates, str) else covariates
+    items, freq, cov_names = read_series(path, freq, item_column=item_column, timestamp_column=timestamp_column,
+                                         target_column=target_column, covariates=names)
+    h = int(prediction_length or PREDICTION_LENGTH.get(freq_base(freq), 12))
+    series = SeriesSet(items, freq, h, context_length, cov_names, season_length)
+    return backtest_data(series, test_windows=test_windows, val_windows=val_windows, seed=seed, source=str(path))

@@ -1,0 +1,1 @@
+"""An LSTM encoder with a direct multi-horizon quantile (or point) head."""
