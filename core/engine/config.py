@@ -108,6 +108,13 @@ class RunConfig:
     """This run's directory; default: a new folder under ``runs_root``."""
     quiet: bool = False
     """No progress bar."""
+    rules: str | None = None
+    """Training debugger rules to run: ``default``, ``all`` or names (comma separated, ``NAME:stop``
+    to end the run on a finding); see ``bestiary list rules`` and docs/debugger.md. Default: none."""
+    debug_every: int = 50
+    """Debugger: collect tensor and system statistics every this many optimizer steps (and at step 1)."""
+    rule_options: dict[str, Any] = field(default_factory=dict)
+    """Debugger rule parameters, by rule, e.g. ``{vanishing_gradient = {threshold = 1e-8}}``."""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -191,7 +198,8 @@ def _validate(cfg: RunConfig) -> None:
     _choice(cfg, "precision", PRECISIONS)
     if cfg.mode is not None:
         _choice(cfg, "mode", MODES)
-    for name in ("epochs", "batch_size", "accumulate", "log_every", "eval_every", "keep_checkpoints", "step_size"):
+    for name in ("epochs", "batch_size", "accumulate", "log_every", "eval_every", "keep_checkpoints", "step_size",
+                 "debug_every"):
         _positive(cfg, name)
     for name in ("max_steps", "eval_batch_size", "checkpoint_every", "early_stopping"):
         if getattr(cfg, name) is not None:

@@ -5,6 +5,8 @@ What it writes, from the lifecycle hooks and on the main process only:
 - ``train/loss``, ``train/lr``, ``train/samples_per_s`` (and ``train/grad_norm`` when gradients are
   clipped) at each logged optimizer step;
 - ``validation/<metric>`` (``loss`` and every metric of the run) at each evaluation;
+- each debugger finding as text under ``debugger/<rule>`` at its step, and the running count of
+  findings as ``debugger/findings``;
 - when the run ends, ``best/<monitor>`` at the best step, and the run's HParams session (its
   hyperparameters against the final ``validation/*`` values and ``best/<monitor>``; status success
   when completed or stopped early, failure when failed) in the same event file, so that pointing
@@ -83,6 +85,13 @@ def on_evaluation_end(run: RunContext, step: int, split: str, metrics: dict[str,
     writer = _writers.get(_key(run))
     if writer is not None:
         writer.scalars(split, step, metrics)
+
+
+@hookimpl
+def on_finding(run: RunContext, finding: dict[str, Any]) -> None:
+    writer = _writers.get(_key(run))
+    if writer is not None:
+        writer.finding(finding)
 
 
 @hookimpl

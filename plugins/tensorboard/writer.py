@@ -46,6 +46,15 @@ class RunWriter:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(f"{prefix}/{name}", value, global_step=step, walltime=walltime)
 
+    def finding(self, finding: dict[str, Any]) -> None:
+        """A debugger finding as Markdown text under ``debugger/<rule>``, and the count of findings so far."""
+        self.findings = getattr(self, "findings", 0) + 1
+        step = int(finding.get("step", 0))
+        text = (f"**{finding.get('severity', 'warning')}**: {finding.get('message', '')}.\n\n"
+                f"Suggestion: {finding.get('suggestion', '')}.")
+        self.writer.add_text(f"debugger/{finding.get('rule', 'rule')}", text, global_step=step)
+        self.writer.add_scalar("debugger/findings", self.findings, global_step=step)
+
     def flush(self) -> None:
         self.writer.flush()
 

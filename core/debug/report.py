@@ -1,0 +1,46 @@
+"""The debugger report: ``RUN_DIR/debug/report.md``, written when a run ends and by ``bestiary debug``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .findings import Finding
+from .rule import Rule
+
+
+def render(findings: list[Finding], rules: list[Rule], *, title: str, every: int, records: int,
+           skipped: list[Rule] = (), errors: Mapping[str, str] | None = None, stop_reason: str | None = None) -> str:
+    """The report as Markdown: findings grouped by rule, then every rule that ran and its parameters."""
+    lines = [f"# {title}", ""]
+    by_rule: dict[str, list[Finding]] = {}
+    for f in findings:
+        by_rule.setdefault(f.rule, []).append(f)
+    if stop_reason:
+        lines += [f"The run was stopped: {stop_reason}.", ""]
+    if findings:
+        lines += [(f"{len(findings)} finding(s) from {len(by_rule)} rule(s), from {records} collection(s) "
+                   f"(every {every} steps)."), ""]
+        for rule, items in by_rule.items():
+            lines.append(f"## {rule}")
+            lines.append("")
+            lines += [f.markdown() for f in items]
+            lines.append("")
+    else:
+        lines += [f"No findings: no rule saw a problem in {records} collection(s) (every {every} steps).", ""]
+    lines += ["## Rules", "", "| rule | action | parameters | findings |", "|---|---|---|---|"]
+    for r in rules:
+        params = ", ".join(f"{k}={v}" for k, v in r.params().items() if k != "action") or "-"
+        lines.append(f"| {r.name} | {r.action} | {params} | {len(by_rule.get(r.name, []))} |")
+    for r in skipped:
+        lines.append(f"| {r.name} | - | not run: needs a {r.device} device | - |")
+    for name, error in (errors or {}).items():
+        lines.append(f"| {name} | - | switched off after an error: {error} | - |")
+    return "\n".join(lines) + "\n"
+
+
+def summary(findings: list[Finding]) -> dict[str, Any]:
+    by_rule: dict[str, int] = {}
+    for f in findings:
+        by_rule[f.rule] = by_rule.get(f.rule, 0) + 1
+    return {"findings": len(findings), "by_rule": by_rule}
