@@ -1,0 +1,43 @@
+"""Fixtures of the benchmark tests: a host of the built-in plugins and the toy zoo, suite files."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import bestiary
+import pytest
+
+ENGINE_TESTS = Path(__file__).resolve().parent.parent / "engine"
+if str(ENGINE_TESTS) not in sys.path:
+    sys.path.insert(0, str(ENGINE_TESTS))
+
+import toyzoo
+
+
+def make_toy_host() -> bestiary.PluginHost:
+    """Built-ins and the toy zoo, no third-party entry points."""
+    host = bestiary.PluginHost(autoload=False, disabled=())
+    info = host.add_plugin(toyzoo, "toyzoo")
+    assert info.status == "ok", info.error
+    return host
+
+
+@pytest.fixture
+def toy_host() -> bestiary.PluginHost:
+    """:func:`make_toy_host` as the process-wide host (the root conftest restores the previous one)."""
+    return bestiary.reset_host(make_toy_host())
+
+
+@pytest.fixture
+def suite_file(tmp_path: Path) -> Callable[[str, str], Path]:
+    """Write a suite file: ``suite_file("name", "toml text")``."""
+
+    def write(name: str, text: str) -> Path:
+        path = tmp_path / f"{name}.toml"
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    return write
