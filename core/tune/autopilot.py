@@ -1,0 +1,362 @@
+"""Autopilot: pick architectures for a dataset from the registry and tune them within a time budget.
+
+The task comes from the dataset entry. Candidates are the architecture entries of that task from
+every plugin, third-party ones included; entries whose ``metadata["min_world_size"]`` exceeds 1
+(they need several processes) are left out. Twice as many as wanted are taken by their catalogue
+cost (``metadata["gmacs"]``, else ``params_m``), then the cheapest by a measured training step on
+inputs shaped like the dataset's (small images make convolutions far cheaper than the catalogue's
+figures say, while a ViT keeps its token count). One optuna study chooses the architecture and its hyperparameters
+(``ARCH/lr``, ...) per trial; each candidate is tried once first with the run defaults, and
+optuna's successive-halving pruner stops weak trials after 1, 3, 9, ... epochs, so the budget goes
+to the candidates that learn. Every candidate first gets one epoch with the run defaults (the
+lowest rung). Then, best first, the candidates' defaults train in full, unpruned, as long as the
+epoch time their first look measured says they fit in 70 % of the time left (the best one may take
+90 %, with fewer epochs when even that is short): slow starters (a neural forecaster against a
+seasonal baseline) get a fair run, and they set the bar. Then the
+sampler proposes architectures and hyperparameters until the budget is spent, each trial stopped at
+1, 3, 9, ... epochs unless it ranks in the top third there. Running trials are stopped when the budget is spent.
+
+::
+
+    OUT/
+      leaderboard.csv / .json   per candidate: validation and test metric, training time,
+                                parameters, inference latency, trials, config file
+      configs/ARCH.toml         the candidate's best config: bestiary train --config FILE
+      best_model/               the best model (bestiary.load_model("OUT/best_model"))
+      study/                    the study's own report (trials, importances, plots)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..host import PluginHost, get_host
+from ..registry import Entry
+from .budget import parse_duration
+from .space import apply_params, space_of, suggest, to_distributions
+from .storage import HEARTBEAT_S
+from .study import Tuner, objectives_for, run_config
+
+log = logging.getLogger("bestiary")
+
+#: Share of the time left after the first looks that the reference trials (defaults in full) may
+#: take; the best candidate's alone may take more, and trains fewer epochs when even that is short.
+REFERENCE_SHARE = 0.7
+FIRST_REFERENCE_SHARE = 0.9
+MIN_REFERENCE_EPOCHS = 3
+#: Share of the budget kept for evaluating the best models and writing the report.
+REPORT_SHARE = 0.08
+
+
+def candidates(task: str, *, include: list[str] | None = None, exclude: list[str] | None = None,
+               max_candidates: int | None = 5, host: PluginHost | None = None) -> list[Entry]:
+    """Architecture entries for ``task``, cheapest first, without those needing several processes.
+
+    :param task: the task name.
+    :param include: fnmatch patterns to keep (bare or ``plugin:name``).
+    :param exclude: fnmatch patterns to leave out.
+    :param max_candidates: keep the cheapest this many (``None``: all).
+    """
+    table = (host or get_host()).registry.table("architectures")
+    found = [e for e in table.select(include or None, exclude or None, task=task)
+             if not (isinstance(e.metadata.get("min_world_size"), int) and e.metadata["min_world_size"] > 1)]
+    if not found:
+        shown = f" matching {include}" if include else ""
+        raise ConfigError(f"no architecture for task {task!r}{shown} can run in one process; "
+                          f"see `bestiary list architectures --task {task}`")
+
+    def cost(e: Entry) -> float:
+        for key in ("gmacs", "params_m"):
+            value = e.metadata.get(key)
+            if isinstance(value, (int, float)):
+                return float(value) * (1.0 if key == "gmacs" else 0.1)
+        return 0.0  # no figure: assume small (toy, naive baselines)
+
+    ranked = sorted(found, key=lambda e: (cost(e), len(e.search_space), e.qualified_name))
+    return ranked[:max_candidates] if max_candidates else ranked
+
+
+def step_costs(pool: list[Entry], config: Any, host: PluginHost) -> dict[str, float]:
+    """Seconds of one training step (forward and backward of 8 samples shaped like the dataset's)
+    per candidate, built as a run would build it: the catalogue's figures hold for the catalogue's
+    input size, not for this dataset's. A candidate that fails to build costs infinity."""
+    # measuring builds models: torch is imported here, after the cheap registry work
+    import torch
+
+    from ..engine.run import architecture_kwargs, build_data, resolve
+
+    parts = resolve(config, host)
+    task = parts.task.build()
+    info = build_data(parts.dataset, config.data).info
+    costs = {}
+    for entry in pool:
+        try:
+            model = entry.build(**architecture_kwargs(entry, task.model_kwargs(info), {}))
+            batch = task.sample_batch(info, 8)
+            times = []
+            for _ in range(2):  # the first call pays one-off allocations
+                start = time.perf_counter()
+                loss, _ = task.loss(model, batch)
+                loss.backward()
+                times.append(time.perf_counter() - start)
+            costs[entry.qualified_name] = times[-1]
+        except Exception as exc:  # noqa: BLE001  (a candidate that cannot run here is simply not chosen)
+            log.warning("bestiary: autopilot leaves %s out: %s: %s", entry.qualified_name, type(exc).__name__, exc)
+            costs[entry.qualified_name] = math.inf
+        finally:
+            torch.manual_seed(config.seed)  # measuring must not shift the runs' random streams
+    return costs
+
+
+def default_point(config: Any, distributions: dict[str, Any]) -> dict[str, Any]:
+    """The config's own values for the searched parameters, moved into each range (a first trial
+    of a candidate with the usual settings)."""
+    from optuna.distributions import CategoricalDistribution
+
+    from ..engine.optim import DEFAULT_LR
+
+    point = {}
+    for key, d in distributions.items():
+        head, dot, option = key.partition(".")
+        value = getattr(config, head).get(option) if dot else getattr(config, key)
+        if key == "lr" and value is None:
+            value = DEFAULT_LR[config.optimizer]
+        if isinstance(d, CategoricalDistribution):
+            point[key] = value if value in d.choices else d.choices[0]
+        elif value is None:
+            point[key] = d.low
+        else:
+            point[key] = type(d.low)(min(max(value, d.low), d.high))
+    return point
+
+
+def run_autopilot(dataset: str, *, task: str = "auto", time_budget: str | float = "10m", metric: str | None = None,
+                  out: str | Path | None = None, include: list[str] | None = None, exclude: list[str] | None = None,
+                  max_candidates: int | None = 5, max_epochs: int = 9, study: str | None = None,
+                  storage: str | None = None, sampler_seed: int | None = 0, n_jobs: int = 1,
+                  heartbeat_s: float = HEARTBEAT_S, host: PluginHost | None = None, echo: Any = None,
+                  **fields: Any) -> dict[str, Any]:
+    """Choose and tune architectures for ``dataset`` within ``time_budget``.
+
+    :param dataset: dataset name; its entry's task picks the candidates.
+    :param task: ``auto`` (the dataset's task) or a task name.
+    :param time_budget: the whole budget, e.g. ``"10m"`` or seconds.
+    :param metric: validation metric to optimise (default: the task's monitored metric).
+    :param out: results folder (default ``RUNS_ROOT/autopilot/DATASET``).
+    :param include: architecture patterns to consider.
+    :param exclude: architecture patterns to leave out.
+    :param max_candidates: how many of the cheapest candidates to consider.
+    :param max_epochs: epochs of a trial that no rung stops.
+    :param study: study name (default ``autopilot-DATASET``); the same call continues it.
+    :param storage: optuna storage (default: a journal file in ``out``).
+    :param sampler_seed: seed of the TPE sampler.
+    :param n_jobs: trials at once.
+    :param host: plugin host.
+    :param echo: a function called with one line per finished trial (e.g. ``print``).
+    :param fields: run-config fields for every trial (``device="cpu"``, ``seed=1``).
+    :return: ``leaderboard`` (one row per candidate, best first), ``best``, ``files``.
+    """
+    from ..engine.config import RunConfig
+
+    started = time.time()
+    budget = parse_duration(time_budget)
+    host = host or get_host()
+    entry = host.registry.table("datasets").get(dataset)
+    if task == "auto":
+        if entry.task is None:
+            raise ConfigError(f"dataset {entry.name!r} declares no task; pass --task NAME (see `bestiary list tasks`)")
+        task = entry.task
+    elif entry.task is not None and entry.task != task:
+        raise ConfigError(f"dataset {entry.name!r} is for {entry.task}, not {task}; drop --task or pass --task auto")
+    pool = candidates(task, include=include, exclude=exclude, max_candidates=2 * max_candidates if max_candidates else None,
+                      host=host)
+    fields.setdefault("quiet", True)
+    base = RunConfig.from_dict({"arch": pool[0].qualified_name, "dataset": dataset, "epochs": max_epochs, **fields})
+    costs = step_costs(pool, base, host)
+    chosen = sorted(pool, key=lambda e: costs[e.qualified_name])[:max_candidates]
+    names = [e.qualified_name for e in chosen]
+    objectives = objectives_for(base, metric, None, host)
+    if len(objectives) != 1:
+        raise ConfigError("autopilot optimises one metric")
+    base = run_config(base, objectives, host)
+    spaces = {e.qualified_name: to_distributions(space_of(e)) for e in chosen}
+    root = Path(base.runs_root)
+    out = Path(out) if out else root / "autopilot" / entry.name
+    study_name = study or f"autopilot-{entry.name}"
+
+    def configure(trial: Any) -> Any:
+        arch = trial.suggest_categorical("arch", names)
+        config = base.replace(arch=arch, epochs=int(trial.user_attrs.get("epochs", base.epochs)))
+        return apply_params(config, suggest(trial, spaces[arch], prefix=f"{arch}/"))
+
+    tuner = Tuner(base, objectives, {}, study_name, storage or str(out / "study.journal"), "tpe", "halving",
+                  sampler_seed, heartbeat_s, host, configure=configure, echo=echo)
+    points = {e.qualified_name: default_point(base.replace(arch=e.qualified_name), spaces[e.qualified_name])
+              for e in chosen}
+    if not tuner.study.get_trials(deepcopy=False):  # a new study: a first look at every candidate
+        for name, point in points.items():
+            tuner.study.enqueue_trial(_params(name, point), user_attrs={"probe": True})
+    deadline = started + budget * (1 - REPORT_SHARE)
+    tuner.optimize(len(chosen), deadline=deadline, n_jobs=n_jobs, measure=True)
+    trials = tuner.study.get_trials(deepcopy=False)
+    if not tuner.interrupted and not any(not t.user_attrs.get("probe") for t in trials):
+        # the defaults of the candidates that looked best train in full while they fit in most of
+        # the time left: references that the sampled trials' rungs are measured against
+        left, spent, queued = deadline - time.time(), 0.0, 0
+        for name, seconds in _ranked(trials, objectives[0].direction):
+            share = FIRST_REFERENCE_SHARE if queued == 0 else REFERENCE_SHARE
+            epochs = min(max_epochs, int((share * left - spent) // max(seconds, 1e-3)))  # fewer when time is short
+            if epochs < min(MIN_REFERENCE_EPOCHS, max_epochs):
+                continue
+            tuner.study.enqueue_trial(_params(name, points[name]), user_attrs={"reference": True, "epochs": epochs})
+            spent, queued = spent + epochs * seconds, queued + 1
+        done = sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+        tuner.optimize(done + queued, deadline=deadline, n_jobs=n_jobs, measure=True)
+    if not tuner.interrupted:
+        tuner.optimize(None, deadline=deadline, n_jobs=n_jobs, measure=True)
+    return _report(tuner, chosen, objectives[0], out, started)
+
+
+def _report(tuner: Tuner, chosen: list[Entry], objective: Any, out: Path, started: float) -> dict[str, Any]:
+    from .report import export_best, write_report
+
+    study = tuner.study
+    sign = 1.0 if objective.direction == "maximize" else -1.0
+    trials = study.get_trials(deepcopy=False)
+    rows = []
+    for e in chosen:
+        mine = [t for t in trials if t.params.get("arch") == e.qualified_name and t.user_attrs.get("run_dir")]
+        complete = [t for t in mine if t.state.name == "COMPLETE"]
+        pruned = [t for t in mine if t.state.name == "PRUNED"]
+        row: dict[str, Any] = {"arch": e.qualified_name, "trials": len(mine), "complete": len(complete),
+                               "pruned": len(pruned), "failed": sum(t.state.name == "FAIL" for t in trials
+                                                                   if t.params.get("arch") == e.qualified_name),
+                               "time_s": sum(t.user_attrs.get("wall_time_s") or 0.0 for t in mine)}
+        pick = max(complete, key=lambda t: sign * t.values[0]) if complete else None
+        reported = [t for t in pruned if t.intermediate_values]
+        if pick is None and reported:
+            pick = max(reported, key=lambda t: sign * _last(t))
+        if pick is not None:
+            row.update(_candidate(pick, objective.name, sign, complete, out, e, tuner))
+        rows.append(row)
+    rows.sort(key=lambda r: (r.get("status") != "complete", -sign * r[objective.name] if r.get(objective.name) is not None else math.inf))
+    out.mkdir(parents=True, exist_ok=True)
+    study_report = write_report(study, out / "study")
+    result: dict[str, Any] = {"task": chosen[0].task, "metric": objective.name, "direction": objective.direction,
+                              "leaderboard": rows, "best": None, "files": {"leaderboard": str(out / "leaderboard.csv"),
+                                                                            "study": str(out / "study")}}
+    if rows and rows[0].get("status") == "complete":
+        result["best"] = rows[0]
+        result["files"]["best_model"] = str(export_best(rows[0]["run_dir"], out / "best_model"))
+    result["elapsed_s"] = time.time() - started
+    result["failures"] = list(tuner.failures)
+    result["interrupted"] = tuner.interrupted
+    result["study_files"] = study_report.get("files", {})
+    (out / "leaderboard.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    _write_csv(rows, out / "leaderboard.csv")
+    return result
+
+
+def _params(arch: str, point: dict[str, Any]) -> dict[str, Any]:
+    return {"arch": arch, **{f"{arch}/{k}": v for k, v in point.items()}}
+
+
+def _ranked(trials: list[Any], direction: str) -> list[tuple[str, float]]:
+    """Architectures by the value of their first look, best first, with the seconds it took."""
+    sign = 1.0 if direction == "maximize" else -1.0
+    looked = [t for t in trials if t.user_attrs.get("probe") and t.intermediate_values and not math.isnan(_last(t))]
+    ranked = sorted(looked, key=lambda t: -sign * _last(t))
+    return [(t.params["arch"], float(t.user_attrs.get("wall_time_s") or 0.0)) for t in ranked]
+
+
+def _last(trial: Any) -> float:
+    values = trial.intermediate_values
+    return float(values[max(values)]) if values else math.nan
+
+
+def _candidate(trial: Any, metric: str, sign: float, complete: list[Any], out: Path, entry: Entry,
+               tuner: Tuner) -> dict[str, Any]:
+    """A leaderboard row for a candidate's best trial: its values, a test evaluation of its model,
+    and its config written as TOML (every trial is configured for the full number of epochs)."""
+    from ..engine.evaluate import evaluate_run
+    from ..engine.rundir import RunDir
+    from .trial import measure_model
+
+    run_dir = trial.user_attrs["run_dir"]
+    row: dict[str, Any] = {"status": trial.state.name.lower(), "trial": trial.number, "run_dir": run_dir,
+                           metric: trial.values[0] if trial.values and trial.state.name == "COMPLETE" else _last(trial),
+                           "train_time_s": trial.user_attrs.get("wall_time_s")}
+    if trial.state.name == "COMPLETE":
+        row.update({k: trial.user_attrs.get(k) for k in ("params", "latency_ms", "latency_batch", "device")})
+        if row.get("params") is None:
+            row.update(measure_model(run_dir, device=tuner.config.device))
+        try:
+            test = evaluate_run(run_dir, split="test", device=tuner.config.device)
+            row[f"test_{metric}"] = test.get(metric)
+        except (KeyError, ValueError, FileNotFoundError) as exc:
+            row[f"test_{metric}"] = None
+            row["test_error"] = str(exc)
+    config = dict(RunDir(run_dir).read_json("config.json")["config"])
+    for key in ("run_dir", "quiet"):
+        config.pop(key, None)
+    target = out / "configs" / f"{entry.name}.toml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    header = (f"# {entry.qualified_name} on {config['dataset']}: {metric} {row[metric]:.6g} "
+              f"(trial {trial.number}, {row['status']})\n# rerun: bestiary train --config {target}\n")
+    target.write_text(header + to_toml(config))
+    row["config"] = str(target)
+    return row
+
+
+def to_toml(values: dict[str, Any]) -> str:
+    """TOML for a run config: scalars and lists first, then one table per dict (``None`` left out)."""
+    lines, tables = [], []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f"{_key(key)} = {_value(value)}")
+    for key, table in tables:
+        lines.append(f"\n[{_key(key)}]")
+        lines.extend(f"{_key(k)} = {_value(v)}" for k, v in table.items() if v is not None)
+    return "\n".join(lines) + "\n"
+
+
+def _key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items() if v is not None) + "}"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    import csv
+
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,75 @@
+"""``bestiary autopilot``: candidates from the registry, a budget, a leaderboard, configs that rerun."""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from pathlib import Path
+
+import bestiary
+import pytest
+from bestiary.cli import main
+from bestiary.engine.rundir import RunDir
+from bestiary.errors import ConfigError
+from bestiary.tune import autopilot
+from bestiary.tune.autopilot import candidates
+from click.testing import CliRunner
+
+
+def test_candidates_come_from_every_plugin_cheapest_first(toy_host: bestiary.PluginHost) -> None:
+    names = [e.name for e in candidates("image-classification", max_candidates=None)]
+    assert {"toy_mlp", "toy_cnn", "resnet18"} <= set(names)  # a test plugin's entries with the built-in ones
+    assert names.index("resnet18") < names.index("resnet50")
+    assert [e.name for e in candidates("image-classification", include=["toy_*"], exclude=["toy_cnn"])] == ["toy_mlp"]
+
+    class Big:
+        @bestiary.hookimpl
+        def register_architectures(self, register):  # type: ignore[no-untyped-def]
+            register("sharded_only", "toyzoo:toy_mlp", task="image-classification", metadata={"min_world_size": 2})
+
+    toy_host.add_plugin(Big(), "big")
+    assert "sharded_only" not in [e.name for e in candidates("image-classification", max_candidates=None)]
+    with pytest.raises(ConfigError, match="bestiary list architectures --task image-classification"):
+        candidates("image-classification", include=["nothing*"])
+
+
+@pytest.mark.slow
+def test_autopilot_classification_within_budget(tmp_path: Path) -> None:
+    out = tmp_path / "auto"
+    started = time.time()
+    res = CliRunner().invoke(main, ["autopilot", "--dataset", "blobs", "--include", "toy_*", "--time-budget", "20s",
+                                    "--max-epochs", "3", "--runs-root", str(tmp_path / "runs"), "--out", str(out),
+                                    "--set", "batch_size=16", "--json"])
+    assert res.exit_code == 0, res.output
+    assert time.time() - started < 20 + 30  # the budget, plus evaluating the candidates and the report
+    result = json.loads(res.stdout)
+    assert result["task"] == "image-classification" and result["metric"] == "accuracy"
+    board = {row["arch"]: row for row in result["leaderboard"]}
+    assert set(board) == {"toyzoo:toy_mlp", "toyzoo:toy_cnn"}
+    assert all(row["trials"] >= 1 for row in board.values()), board  # every candidate had a first look
+    best = result["best"]
+    assert best is not None and best["status"] == "complete" and best["test_accuracy"] is not None
+    assert best["params"] > 0 and best["latency_ms"] > 0 and best["train_time_s"] > 0
+    assert bestiary.load_model(result["files"]["best_model"]) is not None
+    # every candidate's config reruns with `bestiary train`
+    for row in board.values():
+        config = tomllib.loads(Path(row["config"]).read_text())
+        assert config["arch"] == row["arch"] and config["dataset"] == "blobs"
+        run = CliRunner().invoke(main, ["train", "--config", row["config"], "--epochs", "1",
+                                        "--run-dir", str(tmp_path / row["arch"].replace(":", "-")), "--quiet"])
+        assert run.exit_code == 0, run.output
+        rerun = RunDir(tmp_path / row["arch"].replace(":", "-")).read_json("config.json")["config"]
+        assert (rerun["lr"], rerun["batch_size"], rerun["model"]) == (config.get("lr"), config["batch_size"], config.get("model", {}))
+    assert (out / "leaderboard.csv").exists() and (out / "study" / "leaderboard.csv").exists()
+
+
+@pytest.mark.slow
+def test_autopilot_forecasting(tmp_path: Path) -> None:
+    result = autopilot("sine", time_budget=6, include=["toy_linear"], max_epochs=3, runs_root=str(tmp_path / "runs"),
+                       out=tmp_path / "auto")
+    assert result["task"] == "forecasting"
+    assert [row["arch"] for row in result["leaderboard"]] == ["toyzoo:toy_linear"]
+    assert result["best"]["status"] == "complete"
+    with pytest.raises(ConfigError, match="is for forecasting, not image-classification"):
+        autopilot("sine", task="image-classification", time_budget=5)
