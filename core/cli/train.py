@@ -10,6 +10,8 @@ from typing import Any
 import click
 
 from ..engine.rundir import RunDir
+from ..launch.options import launch_options, pop_launch_options
+from ..launch.submit import submit
 from .options import build_config, run_options
 
 RESUME_FLAG = "--resume-existing"  # the launcher's flag for workers, as in bestiary.engine.launch
@@ -19,21 +21,11 @@ RESUME_FLAG = "--resume-existing"  # the launcher's flag for workers, as in best
 @click.argument("arch", required=False)
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), help="Continue the run in this directory from its last checkpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("--nproc-per-node", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes on this machine (started with torchrun; use with --strategy ddp).")
-@click.option("--nnodes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Machines taking part; start the same command on each.")
-@click.option("--node-rank", type=click.IntRange(min=0), default=0, show_default=True,
-              help="This machine's number, 0 to NNODES-1.")
-@click.option("--rdzv-endpoint", metavar="HOST:PORT",
-              help="Rendezvous address, the same on every machine; default on one machine: a free local port.")
-@click.option("--max-restarts", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Restart all workers this often after one fails; they resume from the last checkpoint.")
+@launch_options
 @click.option(RESUME_FLAG, "resume_existing", is_flag=True, hidden=True,
               help="Internal (set by the launcher): continue the config's run directory if it holds a run.")
 @run_options
-def train_command(arch: str | None, resume: str | None, as_json: bool, nproc_per_node: int, nnodes: int,
-                  node_rank: int, rdzv_endpoint: str | None, max_restarts: int, resume_existing: bool,
+def train_command(arch: str | None, resume: str | None, as_json: bool, resume_existing: bool,
                   **options: Any) -> None:
     """Train ARCH on --dataset and evaluate it; the run lands in a new run directory.
 
@@ -41,16 +33,27 @@ def train_command(arch: str | None, resume: str | None, as_json: bool, nproc_per
     bestiary train resnet18 --dataset digits --epochs 3 --lr 0.01
     bestiary train --resume runs/20261126-101500-resnet18-digits-1a2b
     bestiary train resnet18 --dataset digits --strategy ddp --nproc-per-node 2
+    bestiary train resnet18 --dataset digits --launcher sagemaker --instance-type ml.g5.xlarge --dry-run
 
     Ctrl-C or SIGTERM saves a checkpoint and exits (130 / 143); --resume continues.
     """
-    # Importing the trainer imports torch: only here, never for listing.
-    from ..engine.launch import Launch
-    from ..engine.trainer import Trainer
+    from ..launch import Job, get_launcher
 
-    launch = Launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, max_restarts)
-    if launch.needed:
-        sys.exit(_launch(arch, resume, launch, options))
+    launcher_name, launch = pop_launch_options(options)
+    launcher = get_launcher(launcher_name)
+    if launcher.name != "local" or launch.dry_run:
+        if resume and launcher.name != "local":
+            raise click.UsageError(f"--resume continues a run on this machine; a {launcher.name} job resumes from its "
+                                   "own checkpoints (see docs/sagemaker.md); drop --resume")
+        if not arch and not resume and not options.get("config_file"):
+            raise click.UsageError("name an architecture (see `bestiary list architectures`) or pass --config FILE")
+        config = None if resume else build_config(arch, options)
+        job = Job("train", launch, config=config, resume=resume, quiet=options.get("quiet"))
+        sys.exit(submit(launcher, job, as_json))
+    from ..engine.launch import Launch
+
+    if Launch(launch.nproc_per_node or 1, launch.nnodes).needed:
+        sys.exit(_launch(arch, resume, launcher, launch, options))
     if resume_existing and not resume and not arch and options.get("config_file"):
         config = build_config(arch, options)
         if config.run_dir and RunDir(config.run_dir).exists():  # a restarted worker continues the run
@@ -58,6 +61,8 @@ def train_command(arch: str | None, resume: str | None, as_json: bool, nproc_per
             options = {"quiet": config.quiet}
         else:
             options = {}
+    elif not resume and not arch and options.get("config_file"):
+        config = build_config(arch, options)  # the file names the architecture
     else:
         config = None
     if resume:
@@ -66,14 +71,16 @@ def train_command(arch: str | None, resume: str | None, as_json: bool, nproc_per
             extra = ", ".join(["ARCH"] * bool(arch) + ["--" + k.replace("_", "-") for k in given])
             raise click.UsageError(f"--resume continues a run with its saved config; drop {extra} "
                                    "(start a new run to change the config)")
-        trainer = Trainer(resume=resume, quiet=options.get("quiet"))
+        job = Job("train", launch, resume=resume, quiet=options.get("quiet"))
     else:
         if not arch and config is None:
             raise click.UsageError("name an architecture (see `bestiary list architectures`) or pass --resume RUN_DIR")
         if config is None and not options.get("dataset") and not options.get("config_file"):
             raise click.UsageError("pass --dataset NAME (see `bestiary list datasets`)")
-        trainer = Trainer(config or build_config(arch, options))
-    summary = trainer.run()
+        job = Job("train", launch, config=config or build_config(arch, options))
+    summary = launcher.launch(job).summary
+    if summary is None:
+        raise RuntimeError(f"launcher {launcher.name!r} returned no run summary for an in-process run")
     main = os.environ.get("RANK", "0") == "0"  # one summary per run, from the main process
     if main and as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -85,10 +92,10 @@ def train_command(arch: str | None, resume: str | None, as_json: bool, nproc_per
         sys.exit(130 if summary.get("signal") == "SIGINT" else 143)
 
 
-def _launch(arch: str | None, resume: str | None, launch: Any, options: dict[str, Any]) -> int:
+def _launch(arch: str | None, resume: str | None, launcher: Any, launch: Any, options: dict[str, Any]) -> int:
     """Start the run's workers with torchrun instead of training here; their exit status."""
     from ..engine.config import RunConfig
-    from ..engine.launch import launch_run
+    from ..launch import Job
 
     if resume:
         given = sorted(k for k, v in options.items() if v not in (None, ()) and k != "quiet")
@@ -100,7 +107,7 @@ def _launch(arch: str | None, resume: str | None, launch: Any, options: dict[str
         if not arch and not options.get("config_file"):
             raise click.UsageError("name an architecture (see `bestiary list architectures`) or pass --resume RUN_DIR")
         config = build_config(arch, options)
-    return launch_run(config, launch, resume=resume, quiet=options.get("quiet"))
+    return launcher.launch(Job("train", launch, config=config, resume=resume, quiet=options.get("quiet"))).exit_code
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -138,7 +145,7 @@ def evaluate_command(run_dir: str, dataset: str | None, split: str, batch_size: 
 @click.command("predict")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--input", "input_path", required=True, type=click.Path(exists=True), help="Inputs: .npy/.npz or image files for images, JSON lines for series.")
-@click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False), help="Predictions: .jsonl, .json or .csv.")
+@click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False), help="Predictions: .jsonl, .json, .csv or .parquet.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def predict_command(run_dir: str, input_path: str, output_path: str, batch_size: int, device: str) -> None:
