@@ -129,6 +129,65 @@ def register_strategies(register: Register) -> None:
 
 
 @hookspec
+def register_benchmarks(register: Register) -> None:
+    """Register benchmark suites, for ``bestiary bench list`` and ``bestiary bench run NAME``.
+
+    A suite's factory returns a :class:`bestiary.benchmarks.suite.Suite`; ship the suite as a TOML
+    file in the plugin's package data and use the factory ``"bestiary.benchmarks.suite:load_suite"``
+    with ``defaults={"package": "myzoo", "resource": "suites/my_suite.toml"}``. A suite names a
+    measurement (``quality``, ``throughput``, ``scaling``, ``registry``) and a matrix of
+    architectures (names or patterns, so a suite also covers entries of plugins installed later),
+    datasets, strategies, precisions and batch sizes; docs/benchmarks.md describes the file. Leave
+    ``task`` as ``None``; put the measurement in ``metadata`` (``{"measure": "quality"}``) so that
+    listing does not parse the file.
+
+    :param register: callback adding one entry per call; see the module docstring for its
+        arguments.
+    :return: nothing; results of this hook are ignored.
+    """
+
+
+@hookspec
+def register_launchers(register: Register) -> None:
+    """Register launchers: the places a run, a tuning study or a benchmark can execute.
+
+    A launcher's factory returns a :class:`bestiary.launch.Launcher`, chosen with
+    ``bestiary train ... --launcher NAME``. It declares the launch options it understands
+    (``accepts``: ``nproc_per_node``, ``instance_type``, ``spot``, ...) and the job kinds it starts
+    (``train``, ``tune``, ``command``); implements ``plan`` (the exact request and an estimated cost,
+    for ``--dry-run``, starting and uploading nothing) and ``launch``; and, for remote jobs,
+    ``describe``, ``logs`` and ``stop`` for ``bestiary jobs``. A remote launcher runs
+    ``bestiary train --config FILE`` on the far side, so a job is the same run as a local one.
+    The built-ins are ``local`` (this process, or torchrun workers) and ``sagemaker``. Import cloud
+    SDKs inside the launcher's methods, never at registration: the conformance kit plans a one-step
+    job with each launcher, giving it placeholder values for the options it accepts.
+
+    :param register: callback adding one entry per call; see the module docstring for its
+        arguments.
+    :return: nothing; results of this hook are ignored.
+    """
+
+
+@hookspec
+def register_rules(register: Register) -> None:
+    """Register training debugger rules, chosen with ``bestiary train ... --rules NAME,...``.
+
+    A rule's factory returns a :class:`bestiary.debug.Rule`: plain Python (no torch) that receives
+    collection records (reduced statistics of gradients, weights, updates and activations, step
+    timing, CPU/GPU figures), training and validation metrics and facts about the run, and returns
+    findings that say what was seen, with numbers, and what to do. Put the rule's parameters and
+    their defaults in ``defaults`` (they are its keyword arguments, overridable with the config's
+    ``rule_options``), tag the rules that ``--rules default`` should run with ``default``, and leave
+    ``task`` as ``None`` unless the rule only makes sense for one task. docs/debugger.md describes
+    the records and the base class.
+
+    :param register: callback adding one entry per call; see the module docstring for its
+        arguments.
+    :return: nothing; results of this hook are ignored.
+    """
+
+
+@hookspec
 def resolve_entry(kind: str, namespace: str, name: str, register: Register) -> None:
     """Offer an entry, on demand, for a qualified name that no plugin registered up front.
 
@@ -225,5 +284,17 @@ def on_run_end(run: RunContext, status: str, summary: dict[str, Any]) -> None:
     :param status: ``completed``, ``stopped`` (early stopping), ``interrupted`` (SIGTERM) or
         ``failed``.
     :param summary: what ``summary.json`` holds: final and best metrics, wall time, samples/s.
+    :return: nothing; results of this hook are ignored.
+    """
+
+
+@hookspec
+def on_finding(run: RunContext, finding: dict[str, Any]) -> None:
+    """Called on the main process when a debugger rule reports a finding during a run.
+
+    :param run: the run.
+    :param finding: ``rule``, ``step``, ``message`` (what was seen, with numbers), ``suggestion``
+        (what to do), ``evidence`` (the numbers, by name), ``severity`` (``info``, ``warning``,
+        ``error``) and ``action`` (``report``, or ``stop`` when the run is asked to end).
     :return: nothing; results of this hook are ignored.
     """

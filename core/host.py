@@ -34,6 +34,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "bestiary.plugins.tensorboard",
     "bestiary.plugins.vision",
     "bestiary.plugins.parallel",
+    "bestiary.plugins.debugger",
+    "bestiary.plugins.timeseries",
+    "bestiary.plugins.launchers",
+    "bestiary.benchmarks.suites",
 )
 
 ENTRY_POINT_GROUP = "bestiary"

@@ -23,7 +23,7 @@ DOCS = ROOT / "docs"
 CONFIG_MD = DOCS / "config.md"
 REGENERATE = "run `python docs/gen_config.py` and commit docs/config.md"
 #: The pages this module owns; the command and link checks read every page.
-PAGES = ("training.md", "config.md", "runs.md", "conformance.md", "scaling.md", "vision.md")
+PAGES = ("training.md", "config.md", "runs.md", "conformance.md", "scaling.md", "vision.md", "timeseries.md", "tuning.md", "benchmarks.md", "sagemaker.md", "debugger.md")
 #: Names of the test-only plugin under tests/engine: examples must use entries users have.
 TEST_ONLY_NAMES = ("toyzoo", "toy_mlp", "toy_cnn", "toy_linear", "blobs")
 

@@ -27,6 +27,11 @@ COMMANDS = {
     "train": "train:train_command",
     "evaluate": "train:evaluate_command",
     "predict": "train:predict_command",
+    "debug": "debug:debug_command",
+    "jobs": "jobs:jobs_group",
+    "bench": "bench:bench_group",
+    "tune": "tune:tune_command",
+    "autopilot": "autopilot:autopilot_command",
 }
 
 

@@ -15,7 +15,7 @@ import click
 from ..engine.config import MODES, OPTIMIZERS, PRECISIONS, SCHEDULES, RunConfig, field_docs
 
 #: Fields set by positional arguments, tables, or dedicated options of the commands.
-SKIP = {"arch", "model", "data", "metrics", "strategy_options"}
+SKIP = {"arch", "model", "data", "metrics", "strategy_options", "rule_options"}
 _CLICK_TYPES = {"int": int, "float": float, "str": str}
 _CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS, "mode": MODES}
 

@@ -112,6 +112,7 @@ class Trainer:
             raise ValueError("give a config or a run directory to resume")
         self.cfg = config if quiet is None else config.replace(quiet=quiet)
         self.parts: Parts = resolve(config, self.host)
+        self.rules = _rules(self.cfg, self.host)  # bad rule names fail before anything is built
 
     def run(self) -> dict[str, Any]:
         """Train, evaluate and export; return the summary (also written to ``summary.json``)."""
@@ -133,6 +134,8 @@ class Trainer:
         data = build_data(parts.dataset, cfg.data)
         model_kwargs = architecture_kwargs(parts.arch, task.model_kwargs(data.info), cfg.model)
         model = parts.arch.build(**model_kwargs)
+        if hasattr(task, "prepare_data"):  # a task may cut its data for the built model (series windows)
+            data = task.prepare_data(data, model, batch_size=cfg.batch_size, seed=cfg.seed)
         if cfg.weights:
             load_weights(model, cfg.weights)
         model = strategy.prepare_model(model, channels_last=cfg.channels_last)
@@ -196,6 +199,7 @@ class Trainer:
             }, "environment": environment([p.to_dict() for p in self.host.plugins]), "status": "running"})
             _index(rd)
         ctx = RunContext(cfg, path, strategy, model, task, hparams, resumed_step)
+        debugger = _debugger(ctx, self.host, self.rules, train_set, data.info, total_steps)
         hook.on_run_start(run=ctx)
         try:
 
@@ -224,7 +228,7 @@ class Trainer:
                 while state["epoch"] < cfg.epochs and state["step"] < total_steps and status == "completed":
                     set_epoch(loader, state["epoch"], state["batch_in_epoch"])
                     micro = 0
-                    for batch in loader:
+                    for batch in loader if debugger is None else debugger.timed(loader):
                         batch = task.to_device(batch, strategy.device, cfg.channels_last)
                         boundary = micro + 1 == cfg.accumulate or state["batch_in_epoch"] + 1 == per_epoch
                         with contextlib.nullcontext() if boundary else strategy.no_sync(model):
@@ -238,9 +242,13 @@ class Trainer:
                         if not boundary:
                             continue
                         micro = 0
+                        if debugger is not None:
+                            debugger.after_backward(loss)
                         last_norm = strategy.optimizer_step(model, optimizer, scaler=scaler, clip_grad_norm=cfg.clip_grad_norm)
                         scheduler.step()
                         state["step"] += 1
+                        if debugger is not None:
+                            debugger.after_step()
                         step = state["step"]
                         if step % cfg.log_every == 0 or step == total_steps:
                             now = time.perf_counter()
@@ -361,6 +369,23 @@ def _hparams(cfg: RunConfig, parts: Parts) -> dict[str, Any]:
         flat["lr"] = DEFAULT_LR[cfg.optimizer]
     flat["task"] = parts.task.name
     return flat
+
+
+def _rules(cfg: RunConfig, host: PluginHost) -> list[Any]:
+    if cfg.rules is None:
+        return []
+    from ..debug.rule import select_rules
+
+    return select_rules(cfg.rules, host, cfg.rule_options)
+
+
+def _debugger(ctx: RunContext, host: PluginHost, rules: list[Any], train_set: Any, info: Any,
+              total_steps: int) -> Any:
+    if not rules:
+        return None
+    from ..debug.session import start_debugger
+
+    return start_debugger(ctx, host, rules, train_set=train_set, info=info, total_steps=total_steps)
 
 
 def _jsonable(info: Any) -> dict[str, Any]:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .checks import (
         CHECKS,
         check_architecture,
+        check_benchmark,
         check_dataset,
         check_entry,
         check_metric,
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 _CHECKS = (
     "CHECKS",
     "check_architecture",
+    "check_benchmark",
     "check_dataset",
     "check_entry",
     "check_metric",
@@ -62,6 +64,7 @@ __all__ = [
     "ConformanceError",
     "Report",
     "check_architecture",
+    "check_benchmark",
     "check_dataset",
     "check_entry",
     "check_metric",

@@ -12,13 +12,17 @@ from collections.abc import Callable
 from ..registry import Entry, singular
 from ._support import Overrides
 from .adapters import check_strategy, check_task
+from .benchmarks import check_benchmark
 from .data import check_dataset, check_metric
+from .launchers import check_launcher
 from .models import check_architecture
 from .report import Report
+from .rules import check_rule
 
 __all__ = [
     "CHECKS",
     "check_architecture",
+    "check_benchmark",
     "check_dataset",
     "check_entry",
     "check_metric",
@@ -28,11 +32,14 @@ __all__ = [
 
 #: The check of each kind; kinds without one are reported as skipped by :func:`check_entry`.
 CHECKS: dict[str, Callable[..., Report]] = {
+    "rules": check_rule,
     "architectures": check_architecture,
     "datasets": check_dataset,
     "metrics": check_metric,
     "strategies": check_strategy,
     "tasks": check_task,
+    "launchers": check_launcher,
+    "benchmarks": check_benchmark,
 }
 
 

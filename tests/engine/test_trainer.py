@@ -265,9 +265,9 @@ def test_bf16_channels_last_clipping_and_smoothing_train(tmp_path):
 
 def test_forecasting_runs_through_the_same_engine(tmp_path):
     summary = train(cfg(tmp_path, arch="toy_linear", dataset="sine", epochs=4, lr=0.01))
-    assert set(summary["final"]) == {"loss", "mae", "rmse"}
-    assert summary["best"]["metric"] == "mae" and summary["best"]["mode"] == "min"
-    assert summary["final"]["mae"] < 1.0
+    assert set(summary["final"]) == {"loss", "mae", "rmse", "mase", "mean_wql"}
+    assert summary["best"]["metric"] == "mean_wql" and summary["best"]["mode"] == "min"
+    assert summary["final"]["mae"] < 1.0 and summary["final"]["mase"] > 0
 
 
 def test_schedules_and_warmup():
