@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import warnings
+
 import torch  # builds a torch network; only runs import this module
 
 from ..layers import left_pad
+
+# gluonts' own noise, not the user's concern: its JSON module suggests faster libraries on import,
+# and its lag indexing uses a list index that torch deprecates (same result on every supported torch).
+warnings.filterwarnings("ignore", message="Using `json`-module", module=r"gluonts\.json")
+warnings.filterwarnings("ignore", message="Using a non-tuple sequence", module=r"gluonts\.torch\.util")
 
 #: Quantile levels the probabilistic forecasters report (the Evaluator's nine, and the 95 % interval).
 QUANTILE_LEVELS = (0.025, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.975)
