@@ -66,7 +66,7 @@ def pruning(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         started = time.perf_counter()
         tuner.optimize(args.prune_trials)
         trials = tuner.study.get_trials()
-        epochs = sum(RunDir(t.user_attrs["run_dir"]).read_json("summary.json")["epochs"] for t in trials)
+        epochs = sum(RunDir(t.user_attrs["run_dir"]).read_json("summary.json").get("epochs", 0) for t in trials)
         best = max(t.value for t in trials if t.state.name == "COMPLETE")
         out[pruner] = {"best_accuracy": best, "epochs": epochs, "wall_s": time.perf_counter() - started,
                        "pruned": sum(t.state.name == "PRUNED" for t in trials), "trials": len(trials)}
