@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -10,19 +9,7 @@ from pathlib import Path
 import bestiary
 import pytest
 
-ENGINE_TESTS = Path(__file__).resolve().parent.parent / "engine"
-if str(ENGINE_TESTS) not in sys.path:
-    sys.path.insert(0, str(ENGINE_TESTS))
-
-import toyzoo
-
-
-def make_toy_host() -> bestiary.PluginHost:
-    """Built-ins and the toy zoo, no third-party entry points."""
-    host = bestiary.PluginHost(autoload=False, disabled=())
-    info = host.add_plugin(toyzoo, "toyzoo")
-    assert info.status == "ok", info.error
-    return host
+from benchhosts import make_toy_host
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ def quality_run(tmp_path_factory):
     import textwrap
 
     import bestiary
-    from conftest import make_toy_host
+    from benchhosts import make_toy_host
 
     tmp = tmp_path_factory.mktemp("quality")
     (tmp / "toyq.toml").write_text(textwrap.dedent(QUALITY))

@@ -17,7 +17,7 @@ import pytest
 from bestiary.engine.config import RunConfig
 from bestiary.errors import ConfigError
 from bestiary.launch.container import SageMakerEnv, job_config, trial_overrides
-from conftest import opt_ml, toolkit_env, toy_host
+from smkit import opt_ml, toolkit_env, toy_host
 
 
 def _stage(code: Path, cfg: RunConfig, nproc: int = 1) -> Path:
@@ -63,7 +63,7 @@ def test_contract_hyperparameters_channels_and_run_dir(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_toolkit_runs_one_process_and_the_model_loads(tmp_path: Path) -> None:
     from bestiary import load_model
-    from conftest import run_toolkit
+    from smkit import run_toolkit
 
     cfg = RunConfig(arch="toy_mlp", dataset="blobs", epochs=2, batch_size=16, lr=0.01)
     with toy_host():

@@ -12,7 +12,7 @@ from bestiary.cli import main
 from bestiary.errors import ConfigError
 from bestiary.launch.tuning import Study, ranges
 from click.testing import CliRunner
-from conftest import ENGINE_TESTS, IMAGE, ROLE, toy_host
+from smkit import ENGINE_TESTS, IMAGE, ROLE, toy_host
 
 SAGEMAKER = ["--launcher", "sagemaker", "--role", ROLE, "--image", IMAGE, "--region", "eu-west-1"]
 

@@ -15,7 +15,7 @@ from bestiary.engine.config import RunConfig
 from bestiary.launch import Job, LaunchOptions, get_launcher
 from bestiary.launch.tuning import Study
 from click.testing import CliRunner
-from conftest import IMAGE, REGION, ROLE, download_prefix, toy_host
+from smkit import IMAGE, REGION, ROLE, download_prefix, toy_host
 
 pytestmark = pytest.mark.slow  # the SDK takes seconds to import and each job uploads its code
 
@@ -176,7 +176,7 @@ def test_tuning_trial_runs_under_torchrun(tuning_job: dict[str, Any], tmp_path: 
     tuning job holds, the code it uploaded, a trial's values; torchrun starts two processes."""
     import boto3
     from bestiary import load_model
-    from conftest import opt_ml, run_toolkit
+    from smkit import opt_ml, run_toolkit
 
     static = dict(tuning_job["described"]["TrainingJobDefinition"]["StaticHyperParameters"])
     submit = static["sagemaker_submit_directory"].strip('"')
