@@ -146,7 +146,7 @@ def plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
             ax.bar(range(len(have)), med, yerr=[lo, hi], capsize=4, color="#4C72B0")
             ax.set_xticks(range(len(have)), labels, rotation=30, ha="right", fontsize=8)
             ax.set_ylabel(f"{metric} {way}".strip())
-            ax.set_title(f"{_title(group[0]['suite'], name)}: {metric} (median, min-max)")
+            ax.set_title(f"{_title(group[0]['suite'], name)}\n{metric} (median, min-max)", fontsize=10)
             fig.tight_layout()
             path = out / f"{slug}-{metric}.png"
             fig.savefig(path, dpi=110)
@@ -160,10 +160,13 @@ def plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
                 x, y = r["metrics"]["train_samples_per_s"]["median"], r["metrics"][r["primary"]]["median"]
                 ax.scatter([x], [y])
                 ax.annotate(r["arch"], (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
-            ax.set_xscale("log")
+            xs = [r["metrics"]["train_samples_per_s"]["median"] for r in scatter]
+            if max(xs) > 10 * min(xs):  # a log axis only where the throughputs span decades
+                ax.set_xscale("log")
+            ax.margins(x=0.15, y=0.15)  # room for the labels of the outermost points
             ax.set_xlabel("training samples/s")
             ax.set_ylabel(str(scatter[0]["primary"]))
-            ax.set_title(f"{_title(group[0]['suite'], name)}: {scatter[0]['primary']} against throughput")
+            ax.set_title(f"{_title(group[0]['suite'], name)}\n{scatter[0]['primary']} against throughput", fontsize=10)
             fig.tight_layout()
             path = out / f"{slug}-vs-throughput.png"
             fig.savefig(path, dpi=110)
