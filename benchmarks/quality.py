@@ -88,14 +88,10 @@ def mode_of(metric: str, monitor_mode: str, monitor: str) -> str:
         return monitor_mode
     if metric == "loss":
         return "min"
-    from ..host import get_host
+    from .runner import higher_is_better
 
-    table = get_host().registry.table("metrics")
-    if metric in table:
-        higher = table.get(metric).metadata.get("higher_is_better")
-        if higher is not None:
-            return "max" if higher else "min"
-    return monitor_mode
+    higher = higher_is_better(metric)
+    return monitor_mode if higher is None else "max" if higher else "min"
 
 
 def time_to_target(run_dir: Path, target: dict[str, Any], started_wall: float, mode: str) -> float | None:

@@ -52,14 +52,16 @@ def direction(metric: str, mode: str | None = None, primary: str | None = None) 
         return "higher"
     if metric == "loss" or metric.endswith(LOWER):
         return "lower"
+    higher = higher_is_better(metric)
+    return None if higher is None else "higher" if higher else "lower"
+
+
+def higher_is_better(metric: str) -> bool | None:
+    """What the registered metric entry of this name declares, or ``None``."""
     from ..host import get_host
 
     table = get_host().registry.table("metrics")
-    if metric in table:
-        higher = table.get(metric).metadata.get("higher_is_better")
-        if higher is not None:
-            return "higher" if higher else "lower"
-    return None
+    return table.get(metric).metadata.get("higher_is_better") if metric in table else None
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

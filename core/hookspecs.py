@@ -160,7 +160,7 @@ def register_launchers(register: Register) -> None:
     ``bestiary train --config FILE`` on the far side, so a job is the same run as a local one.
     The built-ins are ``local`` (this process, or torchrun workers) and ``sagemaker``. Import cloud
     SDKs inside the launcher's methods, never at registration: the conformance kit plans a one-step
-    job with each launcher, giving it placeholder values for the options it accepts.
+    job with each launcher, giving it sample values for the options it accepts.
 
     :param register: callback adding one entry per call; see the module docstring for its
         arguments.

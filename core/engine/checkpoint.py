@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,9 +96,18 @@ def save(path: str | Path, *, model: dict[str, torch.Tensor], optimizer: dict[st
     state = {"optimizer": _flatten(optimizer, tensors, "optimizer"), "extra": _flatten(extra, tensors, "extra")}
     save_file(tensors, str(tmp / "state.safetensors"), metadata={"format": FORMAT})
     (tmp / "state.json").write_text(json.dumps(state))
-    manifest = {"format": FORMAT, "files": {n: {"bytes": (tmp / n).stat().st_size, "sha256": _digest(tmp / n)} for n in FILES}}
+    return commit(tmp, path, FILES, FORMAT)
+
+
+def commit(tmp: Path, path: Path, files: Iterable[str], fmt: str) -> Path:
+    """Seal a checkpoint written into ``tmp``: a manifest of ``files`` (size and SHA-256, format
+    ``fmt``), everything synced to disk, then ``tmp`` renamed to ``path`` (an existing checkpoint
+    there is replaced only once the new one is complete)."""
+    files = list(files)
+    manifest = {"format": fmt, "files": {n: {"bytes": (tmp / n).stat().st_size, "sha256": _digest(tmp / n)}
+                                         for n in files}}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    for name in (*FILES, "manifest.json"):
+    for name in (*files, "manifest.json"):
         _fsync(tmp / name)
     if path.exists():
         old = path.with_name(f".{path.name}.old-{os.getpid()}")

@@ -127,7 +127,7 @@ class Strategy:
         if scaler is not None:
             scaler.unscale_(optimizer)
         if clip_grad_norm is not None:
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+            norm = self.clip_gradients(model, clip_grad_norm)
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
@@ -135,6 +135,10 @@ class Strategy:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return norm
+
+    def clip_gradients(self, model: torch.nn.Module, max_norm: float) -> torch.Tensor:
+        """Scale the gradients to a total norm of at most ``max_norm``; return the norm before."""
+        return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
 
     def reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
         """Reduce ``tensor`` over processes (``sum``, ``mean``, ``max``); identity for one."""

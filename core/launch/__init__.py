@@ -12,6 +12,7 @@ This package imports nothing heavy: launchers import torch or a cloud SDK inside
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,7 +135,7 @@ class LaunchResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-class Launcher:
+class Launcher(ABC):
     """Base class of launchers: subclass it, set :attr:`name` and :attr:`accepts`, and implement
     :meth:`plan` and :meth:`launch`; launchers of remote jobs also implement :meth:`describe`,
     :meth:`logs` and :meth:`stop` for ``bestiary jobs``."""
@@ -145,6 +146,10 @@ class Launcher:
     accepts: frozenset[str] = frozenset()
     #: Job kinds it can start.
     kinds: frozenset[str] = frozenset({"train"})
+
+    def _unsupported(self, what: str) -> ConfigError:
+        return ConfigError(f"launcher {self.name!r} {what}: `bestiary jobs` serves launchers of remote jobs "
+                           "(see `bestiary list launchers`)")
 
     def check(self, job: Job) -> None:
         """Refuse options and job kinds this launcher does not understand, naming the remedy."""
@@ -159,26 +164,26 @@ class Launcher:
             raise ConfigError(f"launcher {self.name!r} does not use {flags}{hint}; drop them "
                               "(see `bestiary info launchers:NAME`)")
 
+    @abstractmethod
     def plan(self, job: Job) -> dict[str, Any]:
         """The request this launcher would send, as JSON values, without starting or uploading
         anything (``--dry-run``); includes ``estimated_cost_usd`` where the launcher knows prices."""
-        raise NotImplementedError(f"launcher {self.name!r} has no dry run")
 
+    @abstractmethod
     def launch(self, job: Job) -> LaunchResult:
         """Start ``job``; wait for it when ``job.options.wait``."""
-        raise NotImplementedError
 
     def describe(self, job_name: str, *, region: str | None = None) -> dict[str, Any]:
         """Status and facts of a job this launcher started."""
-        raise NotImplementedError(f"launcher {self.name!r} does not track jobs")
+        raise self._unsupported("does not track jobs")
 
     def logs(self, job_name: str, *, region: str | None = None, limit: int = 200) -> list[str]:
         """The last ``limit`` log lines of a job."""
-        raise NotImplementedError(f"launcher {self.name!r} does not keep job logs")
+        raise self._unsupported("does not keep job logs")
 
     def stop(self, job_name: str, *, region: str | None = None) -> None:
         """Ask a running job to stop (it gets SIGTERM and saves a checkpoint)."""
-        raise NotImplementedError(f"launcher {self.name!r} cannot stop jobs")
+        raise self._unsupported("cannot stop jobs")
 
 
 def get_launcher(name: str) -> Launcher:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -145,12 +144,9 @@ class FSDPStrategy(DistributedStrategy):
     def no_sync(self, model: torch.nn.Module) -> contextlib.AbstractContextManager[Any]:
         return _no_gradient_sync(model)
 
-    def optimizer_step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, scaler: Any = None,
-                       clip_grad_norm: float | None = None) -> torch.Tensor | None:
-        norm = super().optimizer_step(model, optimizer, scaler=scaler, clip_grad_norm=clip_grad_norm)
-        if norm is not None and hasattr(norm, "full_tensor"):  # a DTensor of partial norms
-            norm = norm.full_tensor()
-        return norm
+    def clip_gradients(self, model: torch.nn.Module, max_norm: float) -> torch.Tensor:
+        norm = super().clip_gradients(model, max_norm)
+        return norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # a DTensor of partial norms
 
     # -- state --------------------------------------------------------------------------------
 
@@ -189,19 +185,7 @@ class FSDPStrategy(DistributedStrategy):
             save_file(tensors, str(tmp / "extra.safetensors"), metadata={"format": FORMAT})
             (tmp / "extra.json").write_text(json.dumps({"extra": state, "world_size": self.world_size}))
             files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
-            manifest = {"format": FORMAT, "files": {n: {"bytes": (tmp / n).stat().st_size,
-                                                         "sha256": ckpt._digest(tmp / n)} for n in files}}
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-            for name in (*files, "manifest.json"):
-                ckpt._fsync(tmp / name)
-            if path.exists():
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                path.rename(old)
-                tmp.rename(path)
-                shutil.rmtree(old)
-            else:
-                tmp.rename(path)
-            ckpt._fsync(path.parent)
+            ckpt.commit(tmp, path, files, FORMAT)
         self.barrier()
 
     def load_checkpoint(self, path: Path, model: torch.nn.Module,

@@ -205,20 +205,16 @@ class PipelineStrategy(DistributedStrategy):
         dist.broadcast(loss, src=self.processes - 1)  # every rank logs the same loss
         return loss, None
 
-    def optimizer_step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, scaler: Any = None,
-                       clip_grad_norm: float | None = None) -> torch.Tensor | None:
-        norm = None
-        if clip_grad_norm is not None:  # each parameter lives on one stage: sum the squares over stages
-            grads = [p.grad for p in model.parameters() if p.grad is not None]
-            sq = torch.stack([g.detach().float().pow(2).sum() for g in grads]).sum() if grads \
-                else torch.zeros((), device=self.device)
-            dist.all_reduce(sq)
-            norm = sq.sqrt()
-            coef = (clip_grad_norm / (norm + 1e-6)).clamp(max=1.0)
-            for g in grads:
-                g.mul_(coef.to(g.dtype))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    def clip_gradients(self, model: torch.nn.Module, max_norm: float) -> torch.Tensor:
+        # each parameter lives on one stage: sum the squares over stages
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        sq = torch.stack([g.detach().float().pow(2).sum() for g in grads]).sum() if grads \
+            else torch.zeros((), device=self.device)
+        dist.all_reduce(sq)
+        norm = sq.sqrt()
+        coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.to(g.dtype))
         return norm
 
     def reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:

@@ -162,28 +162,17 @@ class TensorParallelStrategy(DistributedStrategy):
         dist.all_gather_object(parts, rows.cpu(), group=self.dp_group)  # one rank of each group
         return torch.cat(parts).to(rows.device)
 
-    def optimizer_step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, scaler: Any = None,
-                       clip_grad_norm: float | None = None) -> torch.Tensor | None:
-        """As one process, with the gradient norm over whole tensors (torch's clip_grad_norm_
-        refuses a mix of sliced and plain gradients)."""
-        norm = None
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        if clip_grad_norm is not None:
-            grads = [p.grad for p in model.parameters() if p.grad is not None]
-            # a DTensor's sum of squares is over the whole tensor (its shards summed once)
-            sq = sum((_full(g.detach().float().pow(2).sum()) for g in grads), torch.zeros((), device=self.device))
-            norm = sq.sqrt()
-            coef = min(1.0, clip_grad_norm / (float(norm) + 1e-6))
-            if coef < 1.0:
-                for g in grads:
-                    g.mul_(coef)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    def clip_gradients(self, model: torch.nn.Module, max_norm: float) -> torch.Tensor:
+        """The norm over whole tensors (torch's clip_grad_norm_ refuses a mix of sliced and plain
+        gradients)."""
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        # a DTensor's sum of squares is over the whole tensor (its shards summed once)
+        sq = sum((_full(g.detach().float().pow(2).sum()) for g in grads), torch.zeros((), device=self.device))
+        norm = sq.sqrt()
+        coef = min(1.0, max_norm / (float(norm) + 1e-6))
+        if coef < 1.0:
+            for g in grads:
+                g.mul_(coef)
         return norm
 
     def model_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
