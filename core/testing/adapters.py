@@ -37,7 +37,10 @@ def check_task(
         task = entry.build(**cfg.build)
     if not isinstance(task, Task):
         raise ConformanceError(
-            entry, "build", f"the factory returned {type(task).__name__}, not a bestiary.engine.tasks.Task"
+            entry,
+            "build",
+            f"the factory returned {type(task).__name__}, not a bestiary.engine.tasks.Task",
+            "subclass bestiary.engine.tasks.Task and return an instance of it",
         )
     report.passed.append("build")
     if task.mode not in ("min", "max"):
@@ -47,7 +50,10 @@ def check_task(
             metric = get_entry("metrics", name)
         except LookupFailure as exc:
             raise ConformanceError(
-                entry, "default metrics", f"default metric {name!r} does not resolve: {exc}"
+                entry,
+                "default metrics",
+                f"default metric {name!r} does not resolve: {exc}",
+                "register the metric (register_metrics) in the same plugin, or name an installed one",
             ) from exc
         if metric.task not in (None, entry.name):
             raise ConformanceError(
@@ -108,6 +114,7 @@ def check_strategy(entry: Entry | str, /, *, overrides: Overrides | None = None,
             entry,
             "build",
             f"the factory returned {type(strategy).__name__}, not a bestiary.engine.strategy.Strategy",
+            "subclass bestiary.engine.strategy.Strategy and return an instance of it",
         )
     report.passed.append("build")
     with step(entry, "setup"):

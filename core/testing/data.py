@@ -18,6 +18,11 @@ from .report import ConformanceError, Report
 METRIC_BATCHES = (2, 3, 5)
 #: Relative tolerance between a metric over batches and over their concatenation.
 METRIC_RTOL = 1e-9
+_UPDATE_HINT = (
+    "stats(outputs, batch) receives the outputs the task's loss returns (logits [B, num_classes]; a forecaster's "
+    "dict with 'mean' [B, H]) and the batch as collated; it returns a float64 vector [size] (reduction 'sum') "
+    "or rows [n, size] ('cat')"
+)
 
 
 def check_dataset(
@@ -45,20 +50,28 @@ def check_dataset(
                 entry,
                 "build",
                 f"the factory returned {type(data).__name__}, not bestiary.engine.data.Data",
-                "return Data(train=..., info={...})",
+                "wrap the splits: return bestiary.engine.data.Data(train=..., validation=..., info={...})",
             )
         info = data.info
         if not isinstance(info, Mapping):
-            raise ConformanceError(entry, "info", f"Data.info is {type(info).__name__}, not a mapping")
+            raise ConformanceError(
+                entry, "info", f"Data.info is {type(info).__name__}, not a mapping",
+                "info is a dict of task facts, e.g. {'num_classes': 10, 'in_chans': 3, 'input_size': [3, 32, 32]}",
+            )
         if data.train is None:
-            raise ConformanceError(entry, "splits", "it has no train split")
+            raise ConformanceError(entry, "splits", "it has no train split", "pass Data(train=...)")
         report.passed.append("build")
         task = build_task(entry, cfg.task or entry.task) if (cfg.task or entry.task) else None
         for split in ("train", "validation", "test"):
             dataset = getattr(data, split)
             if dataset is None:
                 continue
-            with step(entry, f"{split} split"):
+            with step(
+                entry,
+                f"{split} split",
+                "a split is a map-style dataset (__len__ and __getitem__) or a torch IterableDataset "
+                "with __len__ (its items per epoch)",
+            ):
                 length = len(dataset)
             if length == 0:
                 raise ConformanceError(entry, f"{split} split", "it is empty")
@@ -214,13 +227,13 @@ def check_metric(
             outs = [on_grid(make(info, b)) for b in batches]
         metric = build()
         report.passed.append("build")
-        with step(entry, "update"):
+        with step(entry, "update", _UPDATE_HINT):
             for out, batch in zip(outs, batches):
                 metric.update(out, batch)
         over_batches = value(metric, "compute")
         whole_out, whole_batch = concat(outs), concat(batches)
         one = build()
-        with step(entry, "update"):
+        with step(entry, "update", _UPDATE_HINT):
             one.update(whole_out, whole_batch)
         in_one_go = value(one, "compute")
         if not _close(over_batches, in_one_go):
@@ -246,15 +259,37 @@ def check_metric(
                 "reset() must clear every accumulated statistic",
             )
         report.passed.append("reset")
+    _check_direction(entry, metric, in_one_go)
+    report.passed.append("direction")
+    return report
+
+
+def _check_direction(entry: Entry, metric: Any, value: Any) -> None:
+    """A metric with one number per evaluation declares its direction in the entry's metadata, and
+    the metric object agrees: training reads the object, ``tune``, ``bench`` and ``runs compare``
+    read the metadata."""
     declared = entry.metadata.get("higher_is_better")
     actual = getattr(metric, "higher_is_better", None)
+    if declared is None and isinstance(value, (int, float)):
+        raise ConformanceError(
+            entry,
+            "direction",
+            "gives one number but its metadata declares no higher_is_better",
+            "register(..., metadata={'higher_is_better': True}) (False for an error or a loss) so that tune, "
+            "bench and runs compare rank it as training does",
+        )
+    if declared is not None and not isinstance(declared, bool):
+        raise ConformanceError(
+            entry, "direction", f"metadata['higher_is_better'] is {declared!r}, not True or False",
+            "declare the direction as a JSON boolean",
+        )
     if isinstance(declared, bool) and isinstance(actual, bool) and declared != actual:
         raise ConformanceError(
             entry,
-            "higher_is_better",
+            "direction",
             f"metadata says higher_is_better={declared}, the metric object {actual}",
+            f"set the class attribute higher_is_better = {declared} (training reads the object, ranking the metadata)",
         )
-    return report
 
 
 def _is_value(x: Any) -> bool:

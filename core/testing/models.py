@@ -23,6 +23,7 @@ from ._support import (
     step,
     task_info,
 )
+from .outputs import check_outputs, forward_hint
 from .report import ConformanceError, Report
 
 
@@ -67,7 +68,10 @@ def check_architecture(
             model = entry.build(**kwargs)
         if not isinstance(model, torch.nn.Module):
             raise ConformanceError(
-                entry, "build", f"the factory returned {type(model).__name__}, not a torch.nn.Module"
+                entry,
+                "build",
+                f"the factory returned {type(model).__name__}, not a torch.nn.Module",
+                "the factory must build and return the model instance (not its class, nor a tuple with it)",
             )
         params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         if not params:
@@ -76,8 +80,8 @@ def check_architecture(
 
         model.train()
         batch = task.sample_batch(info, n)
-        with step(entry, "forward"):
-            loss, outputs = task.loss(model, batch)
+        loss, outputs = _forward(entry, "forward", task, task_name, model, batch, info)
+        check_outputs(entry, "forward", task_name, outputs, info, n, training=True)
         _check_loss(entry, loss)
         bad = non_finite(outputs)
         if bad:
@@ -113,9 +117,10 @@ def check_architecture(
 
         model.eval()
         batch = task.sample_batch(info, n)
-        with torch.no_grad(), step(entry, "eval forward"):
-            _, first = task.loss(model, batch)
-            _, again = task.loss(model, batch)
+        with torch.no_grad():
+            _, first = _forward(entry, "eval forward", task, task_name, model, batch, info)
+            _, again = _forward(entry, "eval forward", task, task_name, model, batch, info)
+        check_outputs(entry, "eval forward", task_name, first, info, n, training=False)
         diff = difference(first, again)
         if diff:
             raise ConformanceError(
@@ -152,6 +157,19 @@ def check_architecture(
     return report
 
 
+def _forward(
+    entry: Entry, check: str, task: Any, task_name: str | None, model: torch.nn.Module, batch: Any,
+    info: Mapping[str, Any],
+) -> tuple[Any, Any]:
+    """``task.loss(model, batch)``; a failure names the broken forward contract when the model's
+    output shows it (a forecaster returning a tensor fails inside the task, far from the cause)."""
+    try:
+        return task.loss(model, batch)  # type: ignore[no-any-return]
+    except Exception as exc:
+        hint = forward_hint(task_name, model, batch, info)
+        raise ConformanceError(entry, check, f"{type(exc).__name__}: {exc}", hint) from exc
+
+
 def _check_loss(entry: Entry, loss: Any) -> None:
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise ConformanceError(
@@ -159,6 +177,7 @@ def _check_loss(entry: Entry, loss: Any) -> None:
             "forward",
             f"the task's loss is {type(loss).__name__} "
             f"{shape(loss) if isinstance(loss, torch.Tensor) else ''}, not a scalar tensor",
+            "a loss the model returns itself (out['loss']) must be reduced to one number, e.g. with .mean()",
         )
     if not bool(torch.isfinite(loss).all()):
         raise ConformanceError(entry, "forward", f"the loss is {loss.item()} on a random batch")

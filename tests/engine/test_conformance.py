@@ -175,6 +175,83 @@ def sticky_grads():  # type: ignore[no-untyped-def]
     return Sticky()
 
 
+def tensor_forecaster(prediction_length: int = 4, context_length: int = 12, freq: str = "D"):  # type: ignore[no-untyped-def]
+    """Returns the forecast as a tensor, where the forecasting task expects a dict."""
+    import torch
+
+    class TensorOut(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = torch.nn.Linear(context_length, prediction_length)
+
+        def forward(self, batch):  # type: ignore[no-untyped-def]
+            return self.head(batch["past_target"])
+
+    return TensorOut()
+
+
+def quantiles_without_loss(prediction_length: int = 4, context_length: int = 12, freq: str = "D"):  # type: ignore[no-untyped-def]
+    """Forecasts quantiles but returns no loss: the task trains its mean only."""
+    import torch
+
+    class NoLoss(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = torch.nn.Linear(context_length, 3 * prediction_length)
+
+        def forward(self, batch):  # type: ignore[no-untyped-def]
+            q = self.head(batch["past_target"]).view(-1, 3, prediction_length)
+            return {"mean": q[:, 1], "quantiles": q, "levels": [0.1, 0.5, 0.9]}
+
+    return NoLoss()
+
+
+def tuple_classifier(num_classes: int = 3, in_chans: int = 3):  # type: ignore[no-untyped-def]
+    """Returns (logits, features), as some backbones do, where the task expects the logits alone."""
+    import torch
+
+    class Pair(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = torch.nn.Linear(in_chans, num_classes)
+
+        def forward(self, images):  # type: ignore[no-untyped-def]
+            features = images.mean((2, 3))
+            return self.head(features), features
+
+    return Pair()
+
+
+def wide_classifier(num_classes: int = 3, in_chans: int = 3):  # type: ignore[no-untyped-def]
+    """Ignores num_classes: cross entropy still runs while the labels fit, so only the shape tells."""
+    import torch
+
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(10))
+
+
+def splits_as_tuple():  # type: ignore[no-untyped-def]
+    data = toyzoo.blobs(n=20)
+    return data.train, data.validation
+
+
+def undirected_error_rate():  # type: ignore[no-untyped-def]
+    from bestiary.engine.metrics import Metric
+
+    class ErrorRate(Metric):
+        higher_is_better = False
+
+        def stats(self, outputs, batch):  # type: ignore[no-untyped-def]
+            import torch
+
+            wrong = (outputs.argmax(-1) != batch[1]).sum().double()
+            return torch.stack([wrong, torch.tensor(float(len(batch[1])), dtype=torch.float64)])
+
+        def value(self, total):  # type: ignore[no-untyped-def]
+            return float(total[0] / total[1])
+
+    return ErrorRate()
+
+
 class Specimens:
     """A plugin registering entries with real defects, and entries that use the kit's settings."""
 
@@ -199,6 +276,10 @@ class Specimens:
             metadata={"conformance": {"skip": "needs a CUDA device"}},
         )
         register("typo_net", noisy_net, task="image-classification", metadata={"conformance": {"bulid": {}}})
+        register("tensor_forecaster", tensor_forecaster, task="forecasting")
+        register("quantiles_without_loss", quantiles_without_loss, task="forecasting")
+        register("tuple_classifier", tuple_classifier, task="image-classification")
+        register("wide_classifier", wide_classifier, task="image-classification")
 
     @staticmethod
     @hookimpl
@@ -206,12 +287,15 @@ class Specimens:
         register("misdeclared_blobs", misdeclared_blobs, task="image-classification")
         register("mislabelled_blobs", mislabelled_blobs, task="image-classification")
         register("not_data", not_data, task="image-classification")
+        register("splits_as_tuple", splits_as_tuple, task="image-classification")
 
     @staticmethod
     @hookimpl
     def register_metrics(register):  # type: ignore[no-untyped-def]
         register("mean_of_means", mean_of_means, task="forecasting")
         register("taskless", mean_of_means)
+        register("undirected", undirected_error_rate, task="image-classification")
+        register("misdirected", undirected_error_rate, task="image-classification", metadata={"higher_is_better": True})
 
     @staticmethod
     @hookimpl
@@ -276,6 +360,55 @@ def test_catches_a_metric_that_averages_batch_averages(specimens: bestiary.Plugi
     assert err.check == "batches vs one go"
     assert "accumulated over 3 batches (sizes 2, 3, 5)" in err.detail and "it is not additive" in err.detail
     assert "never average per-batch averages" in str(err.hint)
+
+
+# -- the common mistakes get a hint that names the fix --------------------------------------------
+
+
+def test_hint_for_a_forecaster_returning_a_tensor(specimens: bestiary.PluginHost) -> None:
+    err = failure(check_architecture, "tensor_forecaster")
+    assert err.check == "forward" and err.detail.startswith("RuntimeError: Tensor.__contains__")
+    assert err.hint is not None and err.hint.startswith("forward returned Tensor, not a dict;")
+    assert "'mean' [B, prediction_length]" in err.hint and "\n  hint: forward returned Tensor" in str(err)
+
+
+def test_hint_for_quantiles_without_a_loss(specimens: bestiary.PluginHost) -> None:
+    err = failure(check_architecture, "quantiles_without_loss")
+    assert err.check == "forward" and "the quantile head gets no gradient" in err.detail
+    assert err.hint is not None and err.hint.startswith("return out['loss']")
+
+
+def test_hint_for_a_classifier_returning_a_tuple(specimens: bestiary.PluginHost) -> None:
+    err = failure(check_architecture, "tuple_classifier")
+    assert err.check == "forward" and "forward returned tuple" in str(err.hint)
+    assert "logits [B, num_classes] as one tensor" in str(err.hint)
+
+
+def test_hint_for_logits_of_the_wrong_width(specimens: bestiary.PluginHost) -> None:
+    err = failure(check_architecture, "wide_classifier")
+    assert (err.check, err.detail) == ("forward", "forward returned shape [2, 10], expected [2, 3]")
+    assert "logits [B, num_classes]" in str(err.hint)
+
+
+def test_hint_for_a_dataset_factory_returning_its_splits(specimens: bestiary.PluginHost) -> None:
+    err = failure(check_dataset, "splits_as_tuple")
+    assert err.check == "build" and "returned tuple, not bestiary.engine.data.Data" in err.detail
+    assert "return bestiary.engine.data.Data(train=..., validation=..., info={...})" in str(err.hint)
+
+
+def test_hint_for_a_metric_without_direction(specimens: bestiary.PluginHost) -> None:
+    err = failure(check_metric, "undirected")
+    assert err.check == "direction" and "declares no higher_is_better" in err.detail
+    assert "metadata={'higher_is_better': True}" in str(err.hint)
+    err = failure(check_metric, "misdirected")
+    assert err.detail == "metadata says higher_is_better=True, the metric object False"
+    assert "higher_is_better = True" in str(err.hint)
+
+
+def test_hint_for_a_metric_fed_what_it_does_not_expect(specimens: bestiary.PluginHost) -> None:
+    # an image-classification metric checked under forecasting gets a dict of forecasts
+    err = failure(check_metric, "undirected", overrides={"undirected": {"task": "forecasting"}})
+    assert err.check == "update" and "stats(outputs, batch) receives the outputs" in str(err.hint)
 
 
 def test_catches_a_metric_without_task(specimens: bestiary.PluginHost) -> None:
@@ -363,7 +496,7 @@ def test_pytest_plugin_reports_the_kit_message(inner: pytest.Pytester) -> None:
     result = inner.runpytest_inprocess(
         "-p", "bestiary.testing.plugin", "--bestiary-conformance=architectures/specimens:*"
     )
-    result.assert_outcomes(failed=4, passed=1, skipped=1)
+    result.assert_outcomes(failed=8, passed=1, skipped=1)
     result.stdout.fnmatch_lines(
         [
             (
