@@ -3,15 +3,18 @@ every hookspec documents its arguments, and the docs link only to pages and hook
 
 from __future__ import annotations
 
-
+import importlib
 import inspect
 import re
+import sys
 import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import bestiary
 import pytest
-from bestiary_testing import load_docs_script
 from bestiary import hookspecs
+from bestiary_testing import load_docs_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -143,3 +146,108 @@ def _slug(heading: str) -> str:
     """The anchor GitHub gives a Markdown heading."""
     text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
     return text.replace(" ", "-")
+
+
+# -- the code examples of the plugin guide run ---------------------------------------------------
+
+_PY_FENCE = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
+#: The first line of a fenced example that is a file: ``# package/module.py``, optionally followed
+#: by ``(continued)`` (appended to the same file) or by ``: comment``.
+_FILE_LINE = re.compile(r"# ([\w/]+\.py)( \(continued\))?(?::.*)?$")
+
+
+def doc_files(page: str) -> dict[str, str]:
+    """The Python files ``page`` shows, by path, in the order a reader meets them."""
+    files: dict[str, str] = {}
+    for body in _PY_FENCE.findall((DOCS / page).read_text(encoding="utf-8")):
+        match = _FILE_LINE.match(body.splitlines()[0])
+        if match:
+            path, continued = match.group(1), match.group(2)
+            files[path] = files.get(path, "") + "\n" + body if continued else body
+    return files
+
+
+def doc_snippets(page: str, needle: str) -> list[str]:
+    """The fenced Python examples of ``page`` that contain ``needle``."""
+    return [b for b in _PY_FENCE.findall((DOCS / page).read_text(encoding="utf-8")) if needle in b]
+
+
+@pytest.fixture
+def doc_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], Path]]:
+    """Write a package from a page's examples into a fresh folder on ``sys.path``."""
+    written: list[str] = []
+
+    def write(page: str, package: str) -> Path:
+        root = tmp_path / "src"
+        files = {p: t for p, t in doc_files(page).items() if p.startswith(f"{package}/")}
+        assert files, f"{page} shows no module of {package}"
+        for path, text in files.items():
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_text(text, encoding="utf-8")
+        (root / package / "__init__.py").touch()
+        monkeypatch.syspath_prepend(str(root))
+        written.append(package)
+        return root
+
+    yield write
+    for module in [m for m in sys.modules if m.split(".")[0] in written]:
+        del sys.modules[module]
+
+
+def _host_with(plugin: object, name: str) -> bestiary.PluginHost:
+    host = bestiary.PluginHost(autoload=False, disabled=())
+    info = host.add_plugin(plugin, name)
+    assert info.status == "ok", info.error
+    return bestiary.reset_host(host)
+
+
+def test_the_plugin_guide_trains_and_conforms(
+    doc_package: Callable[[str, str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    from bestiary.testing import check_entry
+
+    doc_package("plugins.md", "tinyzoo")
+    plugin = importlib.import_module("tinyzoo.plugin")
+    host = _host_with(plugin, "tinyzoo")
+    assert host.plugins[-1].entries == {"architectures": 1, "datasets": 1, "metrics": 2}
+    assert not {"tinyzoo.models", "tinyzoo.data", "tinyzoo.metrics"} & set(sys.modules), "registering built entries"
+    for entry in bestiary.list_entries(plugin="tinyzoo"):
+        report = check_entry(entry)
+        assert report.ok and report.passed, str(report)
+
+    # The guide's own Python example, as written: one step, then the validation metrics.
+    (snippet,) = doc_snippets("plugins.md", "summary = train(")
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, object] = {}
+    exec(compile(snippet, "plugins.md", "exec"), scope)  # noqa: S102  (the documented example itself)
+    summary = scope["summary"]
+    assert isinstance(summary, dict) and summary["steps"] == 1
+    final = summary["final"]
+    assert set(final) == {"loss", "accuracy", "error_rate", "median_true_prob"}
+    assert final["accuracy"] + final["error_rate"] == pytest.approx(1.0)
+    assert 0.0 <= final["median_true_prob"] <= 1.0
+
+
+def test_the_forecasting_model_example_keeps_the_contract(doc_package: Callable[[str, str], Path]) -> None:
+    torch = pytest.importorskip("torch")
+    from bestiary.testing import check_architecture
+
+    doc_package("timeseries.md", "quantzoo")
+
+    class Quantzoo:
+        @staticmethod
+        @bestiary.hookimpl
+        def register_architectures(register):  # type: ignore[no-untyped-def]
+            register("quantile_linear", "quantzoo.model:QuantileLinear", task="forecasting",
+                     metadata={"probabilistic": True})
+
+    _host_with(Quantzoo(), "quantzoo")
+    assert check_architecture("quantzoo:quantile_linear").ok
+    # Its own loss reaches every quantile: each row of the head gets a gradient.
+    model = bestiary.build("architectures", "quantzoo:quantile_linear", prediction_length=4, context_length=6)
+    batch = {"past_target": torch.rand(3, 5) + 1, "future_target": torch.rand(3, 4) + 1}
+    model(batch)["loss"].backward()
+    assert bool((model.head.weight.grad.view(3, 4, -1).abs().sum((1, 2)) > 0).all())
+    out = model.eval()({"past_target": torch.rand(2, 9)})
+    assert set(out) == {"mean", "quantiles", "levels"} and out["quantiles"].shape == (2, 3, 4)
