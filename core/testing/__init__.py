@@ -11,7 +11,13 @@ Plain functions, usable in any script or test::
 - a dataset yields batches of the shapes its ``info`` declares, labels in range;
 - a metric gives the same value accumulated over batches as in one go;
 - a task's sample batches, default metrics and model arguments are consistent;
-- a strategy sets up on the CPU and trains a tiny model one step.
+- a strategy sets up on the CPU and trains a tiny model one step;
+- a debugger rule turns sample records into findings; a launcher dry-runs a small job; a benchmark
+  suite expands into cells (these three through ``check_entry`` or ``CHECKS``).
+
+A failure from a usual mistake (a forecaster's forward returning a tensor instead of a dict, a
+dataset factory returning bare splits, a metric without a declared direction, ...) ends with a
+one-line ``hint:`` naming the fix.
 
 An entry checked with small settings declares them in ``metadata={"conformance": {"build": {...},
 "info": {...}}}`` (also ``"task"``, ``"batch_size"``, and ``"skip": "reason"``); tests can pass the
