@@ -39,11 +39,19 @@ def forward_hint(
     contract = CONTRACTS.get(task_name or "")
     if contract is None:
         return None
+    inputs = _model_input(task_name, batch)
     try:
         with torch.no_grad():
-            out = model(_model_input(task_name, batch))
-    except Exception:  # noqa: BLE001  (the model itself fails: its own message says more than a hint)
-        return None
+            out = model(inputs)
+    except Exception:  # noqa: BLE001  (the model itself fails: most often it is built for other inputs)
+        if isinstance(inputs, torch.Tensor):
+            shown = f"images {list(inputs.shape)}"
+        else:
+            shown = f"a batch with past_target {list(inputs['past_target'].shape)}"
+        return (
+            f"the model itself fails on {shown} made from info {dict(info)}; if it is built for other inputs, "
+            "declare them: metadata={'conformance': {'info': {...}}}"
+        )
     return output_problem(task_name, out, info, len_of(task_name, batch), training=model.training)
 
 

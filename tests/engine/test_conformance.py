@@ -87,8 +87,13 @@ def test_reports_name_each_step() -> None:
 
 def test_build_kwargs_and_info_shrink_an_architecture() -> None:
     # Without help, toy_mlp is built for 3x32x32 images but sized for 4x4 ones.
-    with pytest.raises(ConformanceError, match=r"toy_mlp.*'forward'.*mat1 and mat2"):
+    with pytest.raises(ConformanceError, match=r"toy_mlp.*'forward'.*mat1 and mat2") as info:
         check_architecture("toy_mlp")
+    assert str(info.value.hint) == (
+        "the model itself fails on images [2, 3, 32, 32] made from info {'num_classes': 3, 'in_chans': 3, "
+        "'input_size': [3, 32, 32]}; if it is built for other inputs, declare them: "
+        "metadata={'conformance': {'info': {...}}}"
+    )
     assert check_architecture("toy_mlp", info={"in_chans": 1, "input_size": [1, 4, 4]}).ok
     assert check_architecture("toy_mlp", size=32, hidden=4).ok  # build kwargs go to the factory
 
