@@ -37,6 +37,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "bestiary.plugins.debugger",
     "bestiary.plugins.timeseries",
     "bestiary.plugins.launchers",
+    "bestiary.plugins.launchers.sagemaker",
     "bestiary.benchmarks.suites",
 )
 

@@ -9,6 +9,7 @@ type) and fills in the declared defaults. This module imports neither click nor 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from collections.abc import Iterable, Mapping
@@ -38,6 +39,7 @@ class AddOption(Protocol):
         table: str | None = None,
         flag: str | None = None,
         choices: Iterable[Any] | None = None,
+        multiple: bool = False,
     ) -> None: ...
 
 
@@ -53,6 +55,7 @@ class OptionSpec:
     :param commands: the commands with the flag (``train``, ``tune``, ``autopilot``).
     :param flag: the flag, default ``--<name with dashes>``; a bool gets ``--no-...`` too.
     :param choices: the allowed values, if limited.
+    :param multiple: a list of values (the flag repeats); the default, if any, is a list.
     :param plugin: the declaring plugin.
     """
 
@@ -65,6 +68,7 @@ class OptionSpec:
     flag: str | None = None
     choices: tuple[Any, ...] | None = None
     plugin: str = ""
+    multiple: bool = False
 
     @property
     def cli_flag(self) -> str:
@@ -79,6 +83,13 @@ class OptionSpec:
         """``value`` as the declared type (``"3"`` for an int is 3), or a :class:`ConfigError`."""
         if value is None:
             return None
+        if self.multiple:
+            if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+                value = [value]
+            return [self._one(v) for v in value]
+        return self._one(value)
+
+    def _one(self, value: Any) -> Any:
         if self.type in ("int", "float") and isinstance(value, str):
             try:
                 value = int(value) if self.type == "int" else float(value)
@@ -103,7 +114,7 @@ def make_add(plugin: str, out: list[OptionSpec], problems: list[str]) -> AddOpti
 
     def add(name: str, *, type: str = "str", default: Any = None, help: str = "",
             commands: Iterable[str] = ("train", "tune"), table: str | None = None, flag: str | None = None,
-            choices: Iterable[Any] | None = None) -> None:
+            choices: Iterable[Any] | None = None, multiple: bool = False) -> None:
         table = table or plugin
         cmds = tuple(commands)
         if not _NAME.match(name) or not _NAME.match(table):
@@ -114,10 +125,9 @@ def make_add(plugin: str, out: list[OptionSpec], problems: list[str]) -> AddOpti
             problems.append(f"option {table}.{name}: commands {unknown} are not among {', '.join(RUN_COMMANDS)}")
         else:
             spec = OptionSpec(name, table, type, None, help, cmds, flag,
-                              tuple(choices) if choices is not None else None, plugin)
+                              tuple(choices) if choices is not None else None, plugin, bool(multiple))
             try:
-                out.append(OptionSpec(name, table, type, spec.coerce(default), help, cmds, spec.flag,
-                                      spec.choices, plugin))
+                out.append(dataclasses.replace(spec, default=spec.coerce(default)))
             except ConfigError as exc:
                 problems.append(f"default of {exc}")
 

@@ -79,7 +79,8 @@ def add_plugin_options(command: click.Command, name: str) -> None:
             option = click.Option([f"{flag}/--no-{flag[2:]}", spec.param], default=None, help=help_text)
         else:
             kind = click.Choice([str(c) for c in spec.choices]) if spec.choices else _CLICK_TYPES[spec.type]
-            option = click.Option([flag, spec.param], type=kind, default=None, help=help_text)
+            option = click.Option([flag, spec.param], type=kind, default=None, help=help_text,
+                                  multiple=spec.multiple)
         command.params.append(option)
 
 
@@ -109,7 +110,7 @@ def build_config(arch: str | None, options: dict[str, Any]) -> RunConfig:
     given: dict[str, dict[str, Any]] = {}
     for spec in specs:
         value = options.pop(spec.param, None)
-        if value is not None:
+        if value is not None and value != ():  # a repeatable flag not given is ()
             given.setdefault(spec.table, {})[spec.name] = value
     tables = {s.table for s in specs} - {f.name for f in dataclasses.fields(RunConfig)}
     sets = _plugin_sets(list(options.pop("sets", ())), tables)
@@ -118,5 +119,5 @@ def build_config(arch: str | None, options: dict[str, Any]) -> RunConfig:
     for table, values in given.items():  # flags win over the file; --set wins over both
         for key, value in values.items():
             if not any(s.startswith(f"options.{table}.{key}=") for s in sets):
-                merged.setdefault(table, {})[key] = value
+                merged.setdefault(table, {})[key] = list(value) if isinstance(value, tuple) else value
     return config.replace(options=complete_options(merged, specs))

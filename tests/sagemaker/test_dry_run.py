@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from bestiary.cli import main
 from bestiary.errors import ConfigError
-from bestiary.launch.tuning import Study, ranges
+from bestiary.plugins.launchers.sagemaker.tuning import Study, ranges
 from click.testing import CliRunner
 from smkit import ENGINE_TESTS, IMAGE, ROLE, toy_host
 
@@ -65,7 +65,7 @@ def test_dry_run_text_and_option_errors() -> None:
         assert "nothing was started or uploaded; estimated cost at most 5.52 USD (1 job(s) x 1 x 0.23 USD/h x 24 h" \
             in text.output  # ml.m5.xlarge, one day: the defaults
         cases = {
-            ("--instance-type", "ml.g5.xlarge"): "launcher 'local' does not use --instance-type; they are for remote",
+            ("--instance-type", "ml.g5.xlarge"): "launcher 'local' does not use --instance-type; they are for launchers that rent machines",
             ("--launcher", "sagemaker", "--image", IMAGE, "--role", ROLE, "--region", "us-east-1",
              "--instance-type", "ml.g5.12xlarge"): "strategy 'single' runs in one process",
             ("--launcher", "sagemaker", "--image", IMAGE, "--region", "us-east-1"): "pass --role",
