@@ -46,7 +46,7 @@ the reason in the summary.
 
 Extension hooks
 ---------------
-``add_hookspecs`` lets a plugin declare hooks of its own (new kinds: a ``register_widgets`` spec
+``add_hookspecs`` lets a plugin declare hooks of its own (new kinds: a spec for a hook register_widgets
 makes a ``widgets`` table), ``add_commands`` adds ``bestiary`` subcommands and ``add_options``
 adds options to the commands that start runs, stored in the run config's ``options`` table of the
 plugin. docs/plugins.md shows all three.
