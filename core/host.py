@@ -299,8 +299,8 @@ class PluginHost:
             except (Exception, SystemExit) as exc:
                 raise _PluginFailure(f"import failed: {type(exc).__name__}: {exc}", exc) from exc
             if self._pm.is_registered(plugin):
-                other = self._pm.get_name(plugin)
-                raise _PluginFailure(f"{module} is already loaded as plugin {other!r}")
+                holder = self._pm.get_name(plugin)
+                raise _PluginFailure(f"{module} is already loaded as plugin {holder!r}")
             self._check_signatures(plugin)
             try:
                 self._pm.register(plugin, name)  # runs the plugin's add_hookspecs (historic)

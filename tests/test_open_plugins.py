@@ -7,13 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner
-
 import bestiary
+import pytest
 from bestiary.cli import main
 from bestiary.errors import ConfigError
 from bestiary.options import OptionSpec, complete_options, option_value
+from click.testing import CliRunner
 
 ENGINE_TESTS = Path(__file__).resolve().parent / "engine"
 PLUGINS = ["bestiary_fixtures.widgets", "bestiary_fixtures.gadgets"]

@@ -11,8 +11,8 @@ import click
 
 from ..engine.rundir import RunDir
 from .launch import launch_options, pop_launch_options
-from .submit import submit
 from .options import build_config, run_options
+from .submit import submit
 
 RESUME_FLAG = "--resume-existing"  # the launcher's flag for workers, as in bestiary.engine.launch
 

@@ -17,7 +17,7 @@ import dataclasses
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import ConfigError
 
@@ -139,7 +139,7 @@ class Launcher(ABC):
     #: Job kinds it can start.
     kinds: frozenset[str] = frozenset({"train"})
     #: Values of its own settings the conformance kit plans a job with (a role, a bucket).
-    sample_settings: dict[str, Any] = {}
+    sample_settings: ClassVar[dict[str, Any]] = {}
 
     def settings(self, job: Job) -> dict[str, Any]:
         """This launcher's own settings for ``job``: the run config's options table named after the

@@ -9,7 +9,6 @@ import json
 from typing import Any
 
 import click
-
 from bestiary.cli import NameProblem, console
 from bestiary.cli.launch import pop_launch_options, remote_options
 from bestiary.launch import Job, get_launcher

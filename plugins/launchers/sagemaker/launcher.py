@@ -17,7 +17,7 @@ import shlex
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bestiary._version import __version__
 from bestiary.errors import ConfigError
@@ -153,7 +153,7 @@ class SageMakerLauncher(Launcher):
     name = "sagemaker"
     accepts = REMOTE_OPTIONS | {"nproc_per_node", "extra"}
     kinds = frozenset({"train", "tune", "command"})
-    sample_settings = {"role": "arn:aws:iam::111122223333:role/bestiary-conformance"}
+    sample_settings: ClassVar[dict[str, Any]] = {"role": "arn:aws:iam::111122223333:role/bestiary-conformance"}
 
     # -- the request ------------------------------------------------------------------------
 
@@ -240,8 +240,8 @@ class SageMakerLauncher(Launcher):
         job = with_study(job)
         req = self.request(job)
         require_sdk()
-        from .trainer import input_channels, model_trainer
         from .staging import stage
+        from .trainer import input_channels, model_trainer
 
         with tempfile.TemporaryDirectory(prefix="bestiary-sagemaker-") as tmp:
             code = Path(tmp) / "code"

@@ -11,14 +11,14 @@ from typing import Any
 #: no [options.sagemaker] table.
 OPTIONS: tuple[tuple[str, str, str, bool], ...] = (
     ("role", "str", "SageMaker: IAM role ARN the job runs as (or BESTIARY_SAGEMAKER_ROLE).", False),
-    ("spot", "bool", "SageMaker: spot capacity (cheaper, may be interrupted and resumed from the last "
-                     "checkpoint).", False),
-    ("max_wait", "str", "SageMaker, with --spot: run time plus waiting for capacity, e.g. 4h (default: "
-                        "2 x --max-run).", False),
+    ("spot", "bool", ("SageMaker: spot capacity (cheaper, may be interrupted and resumed from the last "
+                     "checkpoint)."), False),
+    ("max_wait", "str", ("SageMaker, with --spot: run time plus waiting for capacity, e.g. 4h (default: "
+                        "2 x --max-run)."), False),
     ("checkpoint_s3", "str", "SageMaker: S3 prefix checkpoints sync to (resume after interruptions).", False),
     ("output_s3", "str", "SageMaker: S3 prefix for the model and outputs.", False),
-    ("input_s3", "str", "SageMaker: input data [CHANNEL=]URI (repeatable); the channel (default 'training') "
-                        "is mounted at $SM_CHANNEL_<CHANNEL>, and data.path defaults to it.", True),
+    ("input_s3", "str", ("SageMaker: input data [CHANNEL=]URI (repeatable); the channel (default 'training') "
+                        "is mounted at $SM_CHANNEL_<CHANNEL>, and data.path defaults to it."), True),
     ("keep_alive", "str", "SageMaker: keep instances warm this long for the next job, e.g. 30m.", False),
     ("volume_gb", "int", "SageMaker: storage volume per instance in GB.", False),
 )

@@ -24,6 +24,7 @@ from typing import Any
 
 from bestiary.engine.launch import to_toml
 from bestiary.errors import ConfigError
+
 from .container import CONFIG_FILE, JOB_FILE, JOB_FORMAT
 
 ENTRY_SCRIPT = "bestiary_entry.py"
