@@ -85,7 +85,7 @@ def test_uploaded_code_runs_bestiary_train_with_the_config(train_job: dict[str, 
     job = json.loads((code / "bestiary_job.json").read_text())
     assert job["format"] == "bestiary-job/1" and job["nproc_per_node"] == 2 and job["instance_count"] == 2
     assert "bestiary.plugins.launchers.sagemaker.container import main" in (code / "bestiary_entry.py").read_text()
-    assert (code / "bestiary" / "launch" / "container.py").exists()  # this installation's package
+    assert (code / "bestiary" / "plugins" / "launchers" / "sagemaker" / "container.py").exists()  # this installation
     assert (code / "bestiary" / "plugins" / "launchers" / "__init__.py").exists()
     assert not list(code.rglob("__pycache__"))
     requirements = (code / "requirements.txt").read_text().split()
