@@ -46,10 +46,10 @@ the reason in the summary.
 
 Extension hooks
 ---------------
-``add_hookspecs`` lets a plugin declare hooks of its own (new kinds: a spec for a hook register_widgets
-makes a ``widgets`` table), ``add_commands`` adds ``bestiary`` subcommands and ``add_options``
-adds options to the commands that start runs, stored in the run config's ``options`` table of the
-plugin. docs/plugins.md shows all three.
+``add_hookspecs`` lets a plugin declare hooks of its own (new kinds: a spec for a hook
+register_widgets makes a ``widgets`` table), ``add_commands`` adds ``bestiary`` subcommands and
+``add_options`` adds options to the commands that start runs, stored in the run config's
+``options`` table of the plugin. docs/plugins.md shows all three.
 """
 
 from __future__ import annotations
@@ -163,14 +163,17 @@ def register_launchers(register: Register) -> None:
 
     A launcher's factory returns a :class:`bestiary.launch.Launcher`, chosen with
     ``bestiary train ... --launcher NAME``. It declares the launch options it understands
-    (``accepts``: ``nproc_per_node``, ``instance_type``, ``spot``, ...) and the job kinds it starts
+    (``accepts``: ``nproc_per_node``, ``instance_type``, ...) and the job kinds it starts
     (``train``, ``tune``, ``command``); implements ``plan`` (the exact request and an estimated cost,
     for ``--dry-run``, starting and uploading nothing) and ``launch``; and, for remote jobs,
     ``describe``, ``logs`` and ``stop`` for ``bestiary jobs``. A remote launcher runs
     ``bestiary train --config FILE`` on the far side, so a job is the same run as a local one.
-    The built-ins are ``local`` (this process, or torchrun workers) and ``sagemaker``. Import cloud
-    SDKs inside the launcher's methods, never at registration: the conformance kit plans a one-step
-    job with each launcher, giving it sample values for the options it accepts.
+    Settings of the launcher's own (a role, spot capacity) are run options its plugin declares
+    with :func:`add_options` in the table named after the launcher; ``Launcher.settings(job)``
+    reads them. The built-ins are ``local`` (this process, or torchrun workers) and ``sagemaker``
+    (a plugin of its own). Import cloud SDKs inside the launcher's methods, never at registration:
+    the conformance kit plans a one-step job with each launcher, giving it sample values for the
+    options it accepts and its ``sample_settings``.
 
     :param register: callback adding one entry per call; see the module docstring for its
         arguments.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import bestiary
 import pytest
+from bestiary import hookimpl
 from bestiary.cli import main
 from bestiary.errors import ConfigError
 from bestiary.options import OptionSpec, complete_options, option_value
@@ -102,3 +103,35 @@ def test_option_values_are_coerced_to_the_declared_type() -> None:
     assert complete_options({}, specs) == {"mine": {"steps": 1}}
     with pytest.raises(ConfigError, match="option mine.steps takes a int, got 'many'"):
         complete_options({"mine": {"steps": "many"}}, specs)
+
+
+def test_a_plugin_option_reaches_autopilot_trials(tmp_path: Path) -> None:
+    """An option declared for autopilot becomes a flag of it, checked and filled in like train's."""
+    from bestiary.cli.options import add_plugin_options
+
+    class Scout:
+        @hookimpl
+        def add_options(self, add):  # type: ignore[no-untyped-def]
+            add("depth", type="int", default=2, commands=("autopilot",))
+
+    host = bestiary.PluginHost(builtins=[], autoload=False)
+    host.add_plugin(Scout(), name="scout")
+    bestiary.reset_host(host)
+    command = main.get_command(None, "autopilot")  # type: ignore[arg-type]
+    add_plugin_options(command, "autopilot")
+    assert "--depth" in [o for p in command.params for o in p.opts]
+    result = _runner().invoke(main, ["autopilot", "--dataset", "nothing", "--set", "scout.depth=x"],
+                              prog_name="bestiary")
+    assert result.exit_code == 2 and "option scout.depth takes a int, got 'x'" in result.stderr
+
+
+def test_signatures_of_plugin_declared_hooks_are_checked(host: bestiary.PluginHost) -> None:
+    class Wrong:
+        @hookimpl
+        def register_widgets(self, registry):  # type: ignore[no-untyped-def]
+            pass
+
+    info = host.add_plugin(Wrong(), name="wrong")
+    assert info.status == "failed"
+    assert info.error == ("hook 'register_widgets' asks for argument(s) 'registry' that the hookspec does not "
+                          "provide (it provides: register)")

@@ -84,8 +84,10 @@ def add_plugin_options(command: click.Command, name: str) -> None:
         command.params.append(option)
 
 
-def _plugin_sets(sets: list[str], tables: set[str]) -> list[str]:
-    """``--set TABLE.KEY=VALUE`` of a plugin's options table becomes ``options.TABLE.KEY=VALUE``."""
+def plugin_sets(sets: list[str], tables: set[str]) -> list[str]:
+    """``--set TABLE.KEY=VALUE`` of a plugin's options table becomes ``options.TABLE.KEY=VALUE``
+    (a table named like a config field, ``model``, keeps meaning the field)."""
+    tables = tables - {f.name for f in dataclasses.fields(RunConfig)}
     out = []
     for item in sets:
         head = item.partition("=")[0].split(".", 1)[0].strip()
@@ -112,8 +114,7 @@ def build_config(arch: str | None, options: dict[str, Any]) -> RunConfig:
         value = options.pop(spec.param, None)
         if value is not None and value != ():  # a repeatable flag not given is ()
             given.setdefault(spec.table, {})[spec.name] = value
-    tables = {s.table for s in specs} - {f.name for f in dataclasses.fields(RunConfig)}
-    sets = _plugin_sets(list(options.pop("sets", ())), tables)
+    sets = plugin_sets(list(options.pop("sets", ())), {s.table for s in specs})
     config = RunConfig.load(options.pop("config_file", None), overrides, sets)
     merged = {t: dict(v) for t, v in config.options.items()}
     for table, values in given.items():  # flags win over the file; --set wins over both
