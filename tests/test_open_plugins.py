@@ -135,3 +135,19 @@ def test_signatures_of_plugin_declared_hooks_are_checked(host: bestiary.PluginHo
     assert info.status == "failed"
     assert info.error == ("hook 'register_widgets' asks for argument(s) 'registry' that the hookspec does not "
                           "provide (it provides: register)")
+
+
+def test_core_launch_imports_neither_click_nor_the_cli() -> None:
+    """The generic launcher interface serves any front end: click and the CLI stay out of it."""
+    import ast
+
+    folder = Path(bestiary.__file__).resolve().parent / "launch"
+    found = []
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [("." * node.level) + (node.module or "")] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.name}: {n}" for n in names
+                      if n.split(".")[0] == "click" or n in ("..cli", "bestiary.cli") or n.startswith(("..cli.",
+                                                                                                        "bestiary.cli."))]
+    assert found == []
