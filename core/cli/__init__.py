@@ -56,10 +56,11 @@ class BestiaryGroup(click.Group):
         host = get_host()
         if self._asked is host:
             return
+        pm = host.pm  # strict mode raises here, before anything is marked as asked
         for name in self._added:
             self.commands.pop(name, None)
         self._asked, mine = host, dict(self.commands)
-        for impl in reversed(host.pm.hook.add_commands.get_hookimpls()):  # load order: the first name wins
+        for impl in reversed(pm.hook.add_commands.get_hookimpls()):  # load order: the first name wins
             before = dict(self.commands)
             try:
                 impl.function(cli=self)
@@ -68,7 +69,7 @@ class BestiaryGroup(click.Group):
 
                 logging.getLogger("bestiary").warning(
                     "bestiary: commands of plugin %r left out: add_commands raised %s: %s",
-                    host.pm.get_name(impl.plugin), type(exc).__name__, exc)
+                    pm.get_name(impl.plugin), type(exc).__name__, exc)
             for name, command in list(self.commands.items()):  # a taken name keeps its command
                 if name in before and before[name] is not command:
                     self.commands[name] = before[name]
@@ -77,7 +78,10 @@ class BestiaryGroup(click.Group):
         self._added = tuple(n for n in self.commands if n not in mine)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._plugin_commands()
+        try:
+            self._plugin_commands()
+        except PluginLoadError:
+            pass  # strict mode: --help still lists bestiary's own; running a command reports the failure
         return sorted({*COMMANDS, *self.commands})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
