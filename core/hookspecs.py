@@ -43,6 +43,13 @@ and must not raise: an exception ends the run as ``failed``. ``run`` is a
 wants the run to end early (a pruner, a watchdog) calls ``run.request_stop(reason)``: the engine
 stops at the next step or evaluation boundary with a checkpoint, the model, status ``stopped`` and
 the reason in the summary.
+
+Extension hooks
+---------------
+``add_hookspecs`` lets a plugin declare hooks of its own (new kinds: a spec for a hook
+register_widgets makes a ``widgets`` table), ``add_commands`` adds ``bestiary`` subcommands and
+``add_options`` adds options to the commands that start runs, stored in the run config's
+``options`` table of the plugin. docs/plugins.md shows all three.
 """
 
 from __future__ import annotations
@@ -53,8 +60,11 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import click
+
     from .engine.run import RunContext
     from .host import Register
+    from .options import AddOption
 
 PROJECT = "bestiary"
 
@@ -153,14 +163,17 @@ def register_launchers(register: Register) -> None:
 
     A launcher's factory returns a :class:`bestiary.launch.Launcher`, chosen with
     ``bestiary train ... --launcher NAME``. It declares the launch options it understands
-    (``accepts``: ``nproc_per_node``, ``instance_type``, ``spot``, ...) and the job kinds it starts
+    (``accepts``: ``nproc_per_node``, ``instance_type``, ...) and the job kinds it starts
     (``train``, ``tune``, ``command``); implements ``plan`` (the exact request and an estimated cost,
     for ``--dry-run``, starting and uploading nothing) and ``launch``; and, for remote jobs,
     ``describe``, ``logs`` and ``stop`` for ``bestiary jobs``. A remote launcher runs
     ``bestiary train --config FILE`` on the far side, so a job is the same run as a local one.
-    The built-ins are ``local`` (this process, or torchrun workers) and ``sagemaker``. Import cloud
-    SDKs inside the launcher's methods, never at registration: the conformance kit plans a one-step
-    job with each launcher, giving it sample values for the options it accepts.
+    Settings of the launcher's own (a role, spot capacity) are run options its plugin declares
+    with :func:`add_options` in the table named after the launcher; ``Launcher.settings(job)``
+    reads them. The built-ins are ``local`` (this process, or torchrun workers) and ``sagemaker``
+    (a plugin of its own). Import cloud SDKs inside the launcher's methods, never at registration:
+    the conformance kit plans a one-step job with each launcher, giving it sample values for the
+    options it accepts and its ``sample_settings``.
 
     :param register: callback adding one entry per call; see the module docstring for its
         arguments.
@@ -296,5 +309,64 @@ def on_finding(run: RunContext, finding: dict[str, Any]) -> None:
     :param finding: ``rule``, ``step``, ``message`` (what was seen, with numbers), ``suggestion``
         (what to do), ``evidence`` (the numbers, by name), ``severity`` (``info``, ``warning``,
         ``error``) and ``action`` (``report``, or ``stop`` when the run is asked to end).
+    :return: nothing; results of this hook are ignored.
+    """
+
+
+# -- Extension hooks: new hooks (kinds), CLI commands and run options ---------------------------
+
+
+@hookspec(historic=True)
+def add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
+    """Add hook specifications of the plugin's own, as pytest's ``pytest_addhooks`` does.
+
+    Called once for every plugin as it is registered, before its hooks are validated, so a
+    plugin may implement the hooks it declares here; plugins loaded after it may implement them
+    too. A spec named ``register_<kind>`` (taking ``register``) creates the kind ``<kind>``: a new
+    registry table that ``bestiary list <kind>`` shows and :func:`bestiary.api.get_entry` reads::
+
+        class WidgetSpecs:
+            @staticmethod
+            @hookspec
+            def register_widgets(register): ...
+
+        @hookimpl
+        def add_hookspecs(pluginmanager):
+            pluginmanager.add_hookspecs(WidgetSpecs)
+
+    Mark specs with ``bestiary.hookspecs.hookspec`` (``pluggy.HookspecMarker("bestiary")``).
+
+    :param pluginmanager: the host's ``pluggy.PluginManager``; call its ``add_hookspecs``.
+    :return: nothing; results of this hook are ignored.
+    """
+
+
+@hookspec
+def add_commands(cli: click.Group) -> None:
+    """Add subcommands to the ``bestiary`` command line (``bestiary jobs`` comes this way).
+
+    Called once, when the command line first needs a command that bestiary itself does not
+    have, or lists its commands (``bestiary --help``). Import click here, and anything heavy
+    inside the commands, so that ``bestiary list`` stays fast. A name bestiary or an earlier
+    plugin already uses is left alone.
+
+    :param cli: the root ``click.Group``; call ``cli.add_command(command)``.
+    :return: nothing; results of this hook are ignored.
+    """
+
+
+@hookspec
+def add_options(add: AddOption) -> None:
+    """Declare options of the commands that start runs (``train``, ``tune``, ``autopilot``).
+
+    Each call declares one option: ``add(name, *, type="str", default=None, help="",
+    commands=("train", "tune"), table=None, flag=None, choices=None)``. Its value lands in the run
+    config's ``options[table][name]`` (TOML ``[options.<table>]``; ``table`` defaults to the
+    plugin's name), with the declared default filled in when it is not ``None``, so
+    ``config.json`` records it. Users set it with the flag (``--<name>`` by default), a config
+    file or ``--set <table>.<name>=VALUE``; keys no plugin declares fail with close matches. Read
+    it in the run with ``bestiary.options.option_value(config, table, name)``.
+
+    :param add: callback declaring one option; see :class:`bestiary.options.AddOption`.
     :return: nothing; results of this hook are ignored.
     """

@@ -37,6 +37,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "bestiary.plugins.debugger",
     "bestiary.plugins.timeseries",
     "bestiary.plugins.launchers",
+    "bestiary.plugins.launchers.sagemaker",
     "bestiary.benchmarks.suites",
 )
 
@@ -115,13 +116,29 @@ class _PluginFailure(Exception):
         self.cause = cause
 
 
-def registration_kinds() -> dict[str, str]:
-    """Map each kind to its registration hook, in the order the hookspecs declare them."""
+def registration_kinds(pm: pluggy.PluginManager | None = None) -> dict[str, str]:
+    """Map each kind to its registration hook: bestiary's own in the order the hookspecs declare
+    them, then those that plugins added (hook ``add_hookspecs``) to ``pm``, in the order added."""
     kinds = {}
     for name, obj in vars(hookspecs).items():
         if name.startswith(hookspecs.REGISTER_PREFIX) and hasattr(obj, f"{hookspecs.PROJECT}_spec"):
             kinds[name[len(hookspecs.REGISTER_PREFIX) :]] = name
+    for name in _spec_names(pm) if pm is not None else ():
+        if name.startswith(hookspecs.REGISTER_PREFIX):
+            kinds.setdefault(name[len(hookspecs.REGISTER_PREFIX) :], name)
     return kinds
+
+
+def _spec_names(pm: pluggy.PluginManager) -> list[str]:
+    """Names of the hooks that have a specification in ``pm``, in the order they were added."""
+    return [name for name, caller in vars(pm.hook).items()
+            if isinstance(caller, pluggy.HookCaller) and caller.has_spec()]
+
+
+def _spec_function(pm: pluggy.PluginManager, name: str) -> Callable[..., Any] | None:
+    caller = getattr(pm.hook, name, None)
+    spec = getattr(caller, "spec", None)
+    return spec.function if spec is not None else None
 
 
 def _env_flag(name: str) -> bool:
@@ -162,6 +179,7 @@ class PluginHost:
         self._loaded = False  # set once every plugin went through _load_one
         self._registry = Registry(self.kinds, self._resolve, self._discover)
         self._records: dict[str, PluginInfo] = {}
+        self._options: list[Any] | None = None  # OptionSpec, collected on first use
         self._lock = threading.RLock()
 
     # -- access -------------------------------------------------------------------------------
@@ -194,6 +212,8 @@ class PluginHost:
                 if self._pm is None:
                     pm = pluggy.PluginManager(hookspecs.PROJECT)
                     pm.add_hookspecs(hookspecs)
+                    # historic: every plugin registered later gets the call as it registers
+                    pm.hook.add_hookspecs.call_historic(kwargs={"pluginmanager": pm})
                     self._pm = pm
                     try:
                         for path in self.builtins:
@@ -278,15 +298,19 @@ class PluginHost:
                 plugin = loader()
             except (Exception, SystemExit) as exc:
                 raise _PluginFailure(f"import failed: {type(exc).__name__}: {exc}", exc) from exc
-            self._check_signatures(plugin)
             if self._pm.is_registered(plugin):
-                other = self._pm.get_name(plugin)
-                raise _PluginFailure(f"{module} is already loaded as plugin {other!r}")
+                holder = self._pm.get_name(plugin)
+                raise _PluginFailure(f"{module} is already loaded as plugin {holder!r}")
+            self._check_signatures(plugin)
             try:
-                self._pm.register(plugin, name)
+                self._pm.register(plugin, name)  # runs the plugin's add_hookspecs (historic)
             except (pluggy.PluginValidationError, ValueError) as exc:
                 raise _PluginFailure(" ".join(str(exc).split()), exc) from exc
+            except Exception as exc:
+                raise _PluginFailure(f"add_hookspecs raised {type(exc).__name__}: {exc}", exc) from exc
+            self._check_signatures(plugin)  # again: its own specs are known now
             self._check_pending(plugin)
+            self._add_kinds()
             staged = self._run_registration(plugin)
         except _PluginFailure as failure:
             # By name: a plugin object registered earlier under another name must stay registered.
@@ -303,6 +327,43 @@ class PluginHost:
         info.hooks = tuple(sorted(h.name for h in self._pm.get_hookcallers(plugin) or ()))
         info.entries = {kind: len(table) for kind, table in staged.items() if len(table)}
         return info
+
+    def _add_kinds(self) -> None:
+        """Give each ``register_<kind>`` spec that plugins added a registry table."""
+        assert self._pm is not None
+        for kind, hook_name in registration_kinds(self._pm).items():
+            if kind not in self.kinds:
+                self.kinds[kind] = hook_name
+                self._registry.add_kind(kind)
+
+    def options(self) -> list[Any]:
+        """Every run option the loaded plugins declare (hook ``add_options``), in load order.
+
+        A plugin whose declaration is invalid is named in a warning and its options are left out.
+        """
+        from .options import OptionSpec, make_add
+
+        self.load(strict=False)
+        assert self._pm is not None
+        if self._options is None:
+            out: list[OptionSpec] = []
+            for impl in reversed(self._pm.hook.add_options.get_hookimpls()):  # load order
+                name = self._pm.get_name(impl.plugin) or "?"
+                mine: list[OptionSpec] = []
+                problems: list[str] = []
+                try:
+                    impl.function(add=make_add(name, mine, problems))
+                except Exception as exc:  # noqa: BLE001  # one plugin must not take the CLI down
+                    problems.append(f"add_options raised {type(exc).__name__}: {exc}")
+                taken = {(o.table, o.name) for o in out}
+                problems += [f"option {o.table}.{o.name} is already declared" for o in mine
+                             if (o.table, o.name) in taken]
+                if problems:
+                    log.warning("bestiary: options of plugin %r left out: %s", name, "; ".join(problems))
+                    continue
+                out.extend(mine)
+            self._options = out
+        return list(self._options)
 
     def _on_demand(self, hook_name: str, kind: str, **kwargs: Any) -> list[Entry]:
         """Entries that plugins offer through ``resolve_entry``/``discover_entries``.
@@ -339,7 +400,7 @@ class PluginHost:
         for attr in dir(plugin):
             func = getattr(plugin, attr, None)
             opts = getattr(func, f"{hookspecs.PROJECT}_impl", None)
-            spec = getattr(hookspecs, attr, None)
+            spec = _spec_function(self._pm, attr) if self._pm is not None else getattr(hookspecs, attr, None)
             if opts is None or spec is None or not callable(func):
                 continue
             offered = list(inspect.signature(spec).parameters)
@@ -363,13 +424,14 @@ class PluginHost:
             unknown = [h.name for h in self._pm.get_hookcallers(plugin) or () if not h.has_spec()]
             if not unknown:
                 raise _PluginFailure(" ".join(str(exc).split()), exc) from exc
-            known = [n for n in vars(hookspecs) if hasattr(getattr(hookspecs, n), f"{hookspecs.PROJECT}_spec")]
+            known = _spec_names(self._pm)
             parts = []
             for hook in unknown:
                 close = difflib.get_close_matches(hook, known, n=1)
                 parts.append(f"{hook!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise _PluginFailure(
-                f"implements unknown hook {', '.join(parts)}; see `bestiary.hookspecs` for the hooks"
+                f"implements unknown hook {', '.join(parts)}; see `bestiary.hookspecs` for the hooks, or declare "
+                "it in an add_hookspecs hook of a plugin that loads earlier"
             ) from exc
 
     def _run_registration(self, plugin: object) -> dict[str, Table]:

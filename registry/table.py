@@ -191,7 +191,12 @@ class Registry:
         resolver: Callable[[str, str, str], list[Entry]] | None = None,
         discoverer: Callable[[str], list[Entry]] | None = None,
     ) -> None:
+        self._resolver, self._discoverer = resolver, discoverer
         self._tables = {kind: Table(kind, resolver, discoverer) for kind in kinds}
+
+    def add_kind(self, kind: str) -> None:
+        """Add an empty table for ``kind`` (a kind a plugin declared); no-op if it exists."""
+        self._tables.setdefault(kind, Table(kind, self._resolver, self._discoverer))
 
     @property
     def kinds(self) -> list[str]:

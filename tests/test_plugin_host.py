@@ -23,7 +23,8 @@ FAILURES = [
     pytest.param(
         "unknown_hook",
         "implements unknown hook 'register_architecture' (did you mean 'register_architectures'?); "
-        "see `bestiary.hookspecs` for the hooks",
+        "see `bestiary.hookspecs` for the hooks, or declare it in an add_hookspecs hook of a plugin that "
+        "loads earlier",
         "PluginValidationError",
         [("datasets", "unknown_hook_data")],
         id="unknown-hook",

@@ -16,6 +16,7 @@ import click
 from .._version import __version__
 from ..errors import CheckpointError, ConfigError, TaskMismatchError
 from ..host import ENV_STRICT, PluginLoadError, get_host
+from ..options import RUN_COMMANDS
 from ..registry import LookupFailure
 
 #: Subcommand name -> "module:attribute" under bestiary.cli, imported on use.
@@ -28,7 +29,6 @@ COMMANDS = {
     "evaluate": "train:evaluate_command",
     "predict": "train:predict_command",
     "debug": "debug:debug_command",
-    "jobs": "jobs:jobs_group",
     "bench": "bench:bench_group",
     "tune": "tune:tune_command",
     "autopilot": "autopilot:autopilot_command",
@@ -42,19 +42,59 @@ class NameProblem(click.ClickException):
 
 
 class BestiaryGroup(click.Group):
-    """A group whose commands load lazily and whose known errors become clean CLI errors."""
+    """A group whose commands load lazily and whose known errors become clean CLI errors.
+
+    Plugins add commands (hook ``add_commands``), asked once when a name is not bestiary's own or
+    the commands are listed; the commands that start runs get the options plugins declare (hook
+    ``add_options``) when they are first used.
+    """
+
+    _asked: object = None  # the host whose plugins gave the commands (tests swap hosts)
+    _added: tuple[str, ...] = ()
+
+    def _plugin_commands(self) -> None:
+        host = get_host()
+        if self._asked is host:
+            return
+        pm = host.pm  # strict mode raises here, before anything is marked as asked
+        for name in self._added:
+            self.commands.pop(name, None)
+        self._asked, mine = host, dict(self.commands)
+        for impl in reversed(pm.hook.add_commands.get_hookimpls()):  # load order: the first name wins
+            before = dict(self.commands)
+            try:
+                impl.function(cli=self)
+            except Exception as exc:  # noqa: BLE001  # one plugin must not take the CLI down
+                import logging
+
+                logging.getLogger("bestiary").warning(
+                    "bestiary: commands of plugin %r left out: add_commands raised %s: %s",
+                    pm.get_name(impl.plugin), type(exc).__name__, exc)
+            for name, command in list(self.commands.items()):  # a taken name keeps its command
+                if name in before and before[name] is not command:
+                    self.commands[name] = before[name]
+                elif name in COMMANDS and name not in before:
+                    del self.commands[name]
+        self._added = tuple(n for n in self.commands if n not in mine)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        try:
+            self._plugin_commands()
+        except PluginLoadError:
+            pass  # strict mode: --help still lists bestiary's own; running a command reports the failure
         return sorted({*COMMANDS, *self.commands})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in self.commands:
-            return self.commands[cmd_name]
         target = COMMANDS.get(cmd_name)
         if target is None:
-            return None
+            self._plugin_commands()  # asks the plugins once per host
+            return self.commands.get(cmd_name)
         module, _, attr = target.partition(":")
         command: click.Command = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        if cmd_name in RUN_COMMANDS:
+            from .options import add_plugin_options
+
+            add_plugin_options(command, cmd_name)
         return command
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:

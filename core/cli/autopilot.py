@@ -33,7 +33,7 @@ import click
 def autopilot_command(dataset: str, task: str, time_budget: str, metric: str | None, out: str | None,
                       include: tuple[str, ...], exclude: tuple[str, ...], max_candidates: int, max_epochs: int,
                       study: str | None, storage: str | None, n_jobs: int, seed: int, device: str, runs_root: str,
-                      sets: tuple[str, ...], as_json: bool) -> None:
+                      sets: tuple[str, ...], as_json: bool, **plugin_options: Any) -> None:
     """Pick architectures of the dataset's task from every installed plugin, spread --time-budget
     over them and their hyperparameters with successive halving, and write a leaderboard, the best
     model and a config file per candidate.
@@ -44,11 +44,22 @@ def autopilot_command(dataset: str, task: str, time_budget: str, metric: str | N
     """
     # optuna and torch load only when the search runs
     from ..engine.config import apply_set
+    from ..options import complete_options, declared_options
     from ..tune.autopilot import run_autopilot
+    from .options import plugin_sets
 
     fields: dict[str, Any] = {"seed": seed, "device": device, "runs_root": runs_root}
-    for item in sets:
+    specs = declared_options()
+    for item in plugin_sets(list(sets), {s.table for s in specs}):
         apply_set(fields, item)
+    given = fields.pop("options", {})
+    for spec in specs:  # options that plugins declare for autopilot (hook add_options)
+        value = plugin_options.pop(spec.param, None)
+        if value not in (None, ()):
+            given.setdefault(spec.table, {})[spec.name] = list(value) if isinstance(value, tuple) else value
+    options = complete_options(given, specs)
+    if options:
+        fields["options"] = options
     result = run_autopilot(dataset, task=task, time_budget=time_budget, metric=metric, out=out,
                            include=list(include), exclude=list(exclude), max_candidates=max_candidates,
                            max_epochs=max_epochs, study=study, storage=storage, sampler_seed=seed, n_jobs=n_jobs,

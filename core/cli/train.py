@@ -10,9 +10,9 @@ from typing import Any
 import click
 
 from ..engine.rundir import RunDir
-from ..launch.options import launch_options, pop_launch_options
-from ..launch.submit import submit
+from .launch import launch_options, pop_launch_options
 from .options import build_config, run_options
+from .submit import submit
 
 RESUME_FLAG = "--resume-existing"  # the launcher's flag for workers, as in bestiary.engine.launch
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import click
 
-from ..launch.options import remote_options
-from ..launch.tune_remote import refuse_remote_options
+from .launch import pop_launch_options, remote_options
 from .options import build_config, run_options
 
 #: Where trials run: name -> function(arch, options) -> result. Another launcher (a cloud tuning
@@ -95,8 +94,6 @@ def tune_command(arch: str, launcher: str, as_json: bool, **options: Any) -> Non
     if not options.get("dataset") and not options.get("config_file"):
         raise click.UsageError("pass --dataset NAME (see `bestiary list datasets`)")
     if launcher not in LAUNCHERS:  # a launcher entry that runs the whole search itself
-        from ..launch.tune_remote import remote_tune
-
         sys.exit(remote_tune(arch, launcher, as_json, options))
     refuse_remote_options(options)
     result = LAUNCHERS[launcher](arch, options)
@@ -107,6 +104,42 @@ def tune_command(arch: str, launcher: str, as_json: bool, **options: Any) -> Non
     if result.get("interrupted"):
         click.echo("interrupted; run the same command again to continue the study", err=True)
         sys.exit(130)
+
+
+#: Options of local studies that a remote search has no use for, and their defaults.
+_LOCAL_ONLY = {"storage": None, "out": None, "timeout": None, "study": None}
+_STUDY_KEYS = ("trials", "sampler", "pruner", "n_jobs", "sampler_seed", "space", "direction", "plots",
+               "objective_metrics", *_LOCAL_ONLY)
+
+
+def refuse_remote_options(options: dict[str, Any]) -> None:
+    """Take the remote launch options out of a local study's options, refusing any that was given
+    (a launcher's own options too: they would ride along in every trial's config)."""
+    from ..api import list_entries
+
+    _, launch = pop_launch_options(options)
+    launchers = {e.name for e in list_entries("launchers")}
+    own = sorted(k.split("__")[2] for k, v in options.items()
+                 if k.startswith("opt__") and k.split("__")[1] in launchers and v not in (None, ()))
+    given = sorted(launch.changed()) + own
+    if given or launch.dry_run:
+        flags = ", ".join("--" + n.replace("_", "-") for n in given) or "--dry-run"
+        raise click.UsageError(f"{flags} apply to remote launchers; add --launcher NAME (see `bestiary list "
+                               "launchers`) or drop them")
+
+
+def remote_tune(arch: str, launcher_name: str, as_json: bool, options: dict[str, Any]) -> int:
+    """Dry-run or start the search of ``bestiary tune ARCH ... --launcher NAME`` on a launcher that
+    runs the whole search itself; the exit status. The launcher receives the tune options as the
+    job's study (a dict) and turns them into its own search."""
+    from ..launch import Job, get_launcher
+    from .submit import submit
+
+    _, launch = pop_launch_options(options)
+    options["objective_metrics"] = options.pop("metrics", ())  # --metric names the objective in `tune`
+    study = {k: options.pop(k) for k in _STUDY_KEYS if k in options}
+    config = build_config(arch, options)
+    return submit(get_launcher(launcher_name), Job("tune", launch, config=config, study=study), as_json)
 
 
 def print_result(result: dict[str, Any]) -> None:

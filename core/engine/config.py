@@ -115,6 +115,8 @@ class RunConfig:
     """Debugger: collect tensor and system statistics every this many optimizer steps (and at step 1)."""
     rule_options: dict[str, Any] = field(default_factory=dict)
     """Debugger rule parameters, by rule, e.g. ``{vanishing_gradient = {threshold = 1e-8}}``."""
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Options that plugins declare, by table: ``[options.<table>]`` (see ``bestiary.options``)."""
 
     def __post_init__(self) -> None:
         _validate(self)

@@ -2,19 +2,22 @@
 
 A launcher is a registry entry of the kind ``launchers`` (hook ``register_launchers``) whose
 factory returns a :class:`Launcher`. The built-in ``local`` launcher trains in this process or
-starts torchrun workers; ``sagemaker`` sends the same run to Amazon SageMaker, where the container
-runs :mod:`bestiary.launch.container`, which calls ``bestiary train --config FILE`` as a local
-run would. Other clouds plug in the same way.
+starts torchrun workers; plugins add others (the built-in ``sagemaker`` plugin sends the same run
+to Amazon SageMaker). A launcher's own settings (an IAM role, spot capacity, storage URIs) are
+run options its plugin declares (hook ``add_options``) in the options table named after the
+launcher; :meth:`Launcher.settings` reads them back.
 
-This package imports nothing heavy: launchers import torch or a cloud SDK inside their methods.
+This package imports nothing heavy, neither click nor the CLI: launchers import torch or a cloud
+SDK inside their methods.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import ConfigError
 
@@ -22,10 +25,11 @@ from ..errors import ConfigError
 LOCAL_OPTIONS = frozenset({"nnodes", "node_rank", "rdzv_endpoint", "max_restarts"})
 #: Options of launchers that rent machines (instances, images, storage).
 REMOTE_OPTIONS = frozenset({
-    "instance_type", "instance_count", "role", "image", "spot", "max_run", "max_wait", "checkpoint_s3",
-    "output_s3", "inputs", "wait", "job_name", "region", "source", "requirements", "environment",
-    "tags", "keep_alive", "volume_gb",
+    "instance_type", "instance_count", "image", "max_run", "wait", "job_name", "region", "source",
+    "requirements", "environment", "tags",
 })
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
@@ -40,14 +44,8 @@ class LaunchOptions:
     :param max_restarts: restarts of all workers after one fails (local launcher).
     :param instance_type: machine type to rent (``ml.g5.xlarge``).
     :param instance_count: machines to rent.
-    :param role: IAM role the job runs as.
     :param image: container image URI; ``None``: the launcher's default framework image.
-    :param spot: use spare capacity at a lower price; the job may be interrupted and resumed.
     :param max_run: limit of the job's run time in seconds.
-    :param max_wait: limit of run time plus waiting for spare capacity in seconds (spot only).
-    :param checkpoint_s3: where checkpoints are synced, so that an interrupted job resumes.
-    :param output_s3: where the model and outputs go.
-    :param inputs: ``(channel, uri)`` pairs of input data.
     :param wait: wait for the job to end (and stream its logs).
     :param dry_run: print the request and the cost estimate; start and upload nothing.
     :param job_name: the job's name (default: generated from the arch and dataset).
@@ -57,9 +55,8 @@ class LaunchOptions:
     :param requirements: extra pip requirements installed in the container (third-party plugins).
     :param environment: ``(name, value)`` environment variables for the job.
     :param tags: ``(key, value)`` tags for the job.
-    :param keep_alive: seconds to keep the instances warm for the next job (0: off).
-    :param volume_gb: size of the instance's storage volume in GB.
-    :param extra: launcher-specific settings (``--launch-option key=value``).
+    :param extra: launcher-specific settings (``--launch-option key=value``, and a command job's
+        launcher options); see :meth:`Launcher.settings`.
     """
 
     nproc_per_node: int | None = None
@@ -69,14 +66,8 @@ class LaunchOptions:
     max_restarts: int = 0
     instance_type: str | None = None
     instance_count: int = 1
-    role: str | None = None
     image: str | None = None
-    spot: bool = False
     max_run: int | None = None
-    max_wait: int | None = None
-    checkpoint_s3: str | None = None
-    output_s3: str | None = None
-    inputs: tuple[tuple[str, str], ...] = ()
     wait: bool = True
     dry_run: bool = False
     job_name: str | None = None
@@ -85,8 +76,6 @@ class LaunchOptions:
     requirements: tuple[str, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
     tags: tuple[tuple[str, str], ...] = ()
-    keep_alive: int = 0
-    volume_gb: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def changed(self) -> set[str]:
@@ -106,7 +95,10 @@ class Job:
     :param config: the run config (``train``, ``tune``: the base config of every trial).
     :param resume: a local run directory to continue (local launcher).
     :param quiet: no progress bar.
-    :param study: the tuning study (``tune``): see :class:`bestiary.launch.tuning.Study`.
+    :param study: the tuning study (``tune``): the options of ``bestiary tune`` as a dict
+        (``trials``, ``sampler``, ``pruner``, ``n_jobs``, ``sampler_seed``, ``space``, ``direction``,
+        ``objective_metrics``, ...), which the launcher turns into its own search; or a value of
+        the launcher's own study type.
     :param argv: the ``bestiary`` arguments of a ``command`` job.
     """
 
@@ -146,6 +138,15 @@ class Launcher(ABC):
     accepts: frozenset[str] = frozenset()
     #: Job kinds it can start.
     kinds: frozenset[str] = frozenset({"train"})
+    #: Values of its own settings the conformance kit plans a job with (a role, a bucket).
+    sample_settings: ClassVar[dict[str, Any]] = {}
+
+    def settings(self, job: Job) -> dict[str, Any]:
+        """This launcher's own settings for ``job``: the run config's options table named after the
+        launcher (``[options.<name>]``, filled by the options its plugin declares), overridden by
+        ``job.options.extra`` (``--launch-option``, a command job's options)."""
+        table = job.config.options.get(self.name, {}) if job.config is not None else {}
+        return {**table, **job.options.extra}
 
     def _unsupported(self, what: str) -> ConfigError:
         return ConfigError(f"launcher {self.name!r} {what}: `bestiary jobs` serves launchers of remote jobs "
@@ -159,10 +160,15 @@ class Launcher(ABC):
         unknown = sorted(job.options.changed() - self.accepts)
         if unknown:
             flags = ", ".join("--" + n.replace("_", "-").replace("inputs", "input-s3") for n in unknown)
-            hint = ("; they are for remote launchers such as --launcher sagemaker"
+            hint = ("; they are for launchers that rent machines (see `bestiary list launchers`)"
                     if set(unknown) & REMOTE_OPTIONS and self.name == "local" else "")
             raise ConfigError(f"launcher {self.name!r} does not use {flags}{hint}; drop them "
                               "(see `bestiary info launchers:NAME`)")
+        foreign = sorted(_launcher_tables(job) - {self.name})
+        if foreign:
+            names = ", ".join(f"{t}.{k}" for t in foreign for k in job.config.options[t])
+            raise ConfigError(f"launcher {self.name!r} does not use the options {names}; they are for --launcher "
+                              f"{foreign[0]}; drop them")
 
     @abstractmethod
     def plan(self, job: Job) -> dict[str, Any]:
@@ -186,6 +192,53 @@ class Launcher(ABC):
         raise self._unsupported("cannot stop jobs")
 
 
+def _launcher_tables(job: Job) -> set[str]:
+    """The job config's options tables that belong to launchers (named after one)."""
+    tables = set(job.config.options) if job.config is not None and getattr(job.config, "options", None) else set()
+    if not tables:
+        return set()
+    from ..api import list_entries
+
+    return tables & {e.name for e in list_entries("launchers")}
+
+
+def parse_duration(text: str | int | None, flag: str) -> int | None:
+    """Seconds in ``90``, ``45m``, ``2h`` or ``1.5d``; ``None`` stays ``None``.
+
+    :param flag: the option, named in the error.
+    """
+    if text is None:
+        return None
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ConfigError(f"{flag} expects a duration such as 3600, 45m, 2h or 1d, got {text!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def parse_pairs(items: tuple[str, ...] | list[str], flag: str,
+                default_key: str | None = None) -> tuple[tuple[str, str], ...]:
+    """``KEY=VALUE`` strings as pairs; each key once.
+
+    :param default_key: the key of an item without one (a bare URI, possibly holding ``=``).
+    """
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            if default_key is None:
+                raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
+            key, value = default_key, item
+        elif default_key is not None and "://" in key:  # an URI with '=' in it and no channel name
+            key, value = default_key, item
+        if not key:
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
+        out.append((key.strip(), value.strip()))
+    keys = [k for k, _ in out]
+    if len(keys) != len(set(keys)):
+        raise ConfigError(f"{flag}: each name may appear once, got {', '.join(keys)}")
+    return tuple(out)
+
+
 def get_launcher(name: str) -> Launcher:
     """Build the launcher called ``name`` (bare or ``plugin:name``) from the registry.
 
@@ -201,4 +254,5 @@ def get_launcher(name: str) -> Launcher:
     return launcher
 
 
-__all__ = ["LOCAL_OPTIONS", "REMOTE_OPTIONS", "Job", "LaunchOptions", "LaunchResult", "Launcher", "get_launcher"]
+__all__ = ["LOCAL_OPTIONS", "REMOTE_OPTIONS", "Job", "LaunchOptions", "LaunchResult", "Launcher", "get_launcher",
+           "parse_duration", "parse_pairs"]

@@ -11,9 +11,10 @@ from ..registry import Entry
 from ._support import Overrides, config, resolve, step
 from .report import ConformanceError, Report
 
-#: Settings a remote launcher needs to plan a job; each launcher gets the ones it ``accepts``.
+#: Settings a remote launcher needs to plan a job; each launcher gets the ones it ``accepts``, and
+#: its own ``sample_settings`` (an IAM role, a bucket) as :attr:`LaunchOptions.extra`.
 PLAN_OPTIONS: dict[str, Any] = {
-    "instance_type": "ml.m5.xlarge", "role": "arn:aws:iam::111122223333:role/bestiary-conformance",
+    "instance_type": "ml.m5.xlarge",
     "image": "111122223333.dkr.ecr.us-east-1.amazonaws.com/bestiary:conformance", "region": "us-east-1",
     "max_run": 600,
 }
@@ -76,7 +77,9 @@ def check_launcher(entry: Entry | str, /, *, overrides: Overrides | None = None)
     if toy is None or "train" not in launcher.kinds:
         report.skipped = "no architecture and dataset of one task registered to plan a run with"
         return report
-    options = LaunchOptions(**{k: v for k, v in PLAN_OPTIONS.items() if k in launcher.accepts}, dry_run=True)
+    extra = dict(launcher.sample_settings) if "extra" in launcher.accepts else {}
+    options = LaunchOptions(**{k: v for k, v in PLAN_OPTIONS.items() if k in launcher.accepts}, dry_run=True,
+                            extra=extra)
     with step(entry, "dry run"):
         plan = launcher.plan(Job("train", options, config=toy))
         json.dumps(plan)

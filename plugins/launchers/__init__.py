@@ -1,11 +1,12 @@
-"""Built-in launchers: ``local`` (this process, or torchrun workers) and ``sagemaker`` (Amazon
-SageMaker training and hyperparameter tuning jobs).
+"""Built-in launchers: ``local`` (this process, or torchrun workers). The ``sagemaker``
+sub-package is a plugin of its own (Amazon SageMaker jobs, their options and ``bestiary jobs``).
 
-Registration imports nothing: ``local`` imports torch when it starts a run, ``sagemaker`` imports
-the SageMaker Python SDK (``pip install 'bestiary[sagemaker]'``) only when it talks to AWS.
+Registration imports nothing: ``local`` imports torch when it starts a run.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from bestiary import hookimpl
 
@@ -13,9 +14,6 @@ _HERE = "bestiary.plugins.launchers"
 
 
 @hookimpl
-def register_launchers(register):  # type: ignore[no-untyped-def]
+def register_launchers(register: Any) -> None:
     register("local", f"{_HERE}.local:LocalLauncher", tags=("builtin",),
              description="This machine: in this process, or torchrun workers with --nproc-per-node/--nnodes")
-    register("sagemaker", f"{_HERE}.sagemaker:SageMakerLauncher", tags=("cloud", "aws"),
-             description="Amazon SageMaker training and tuning jobs (needs the sagemaker extra of bestiary)",
-             metadata={"extra": "sagemaker", "docs": "docs/sagemaker.md"})

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from bestiary.engine.config import RunConfig
 from bestiary.errors import ConfigError
-from bestiary.launch.container import SageMakerEnv, job_config, trial_overrides
+from bestiary.plugins.launchers.sagemaker.container import SageMakerEnv, job_config, trial_overrides
 from smkit import opt_ml, toolkit_env, toy_host
 
 
 def _stage(code: Path, cfg: RunConfig, nproc: int = 1) -> Path:
-    from bestiary.plugins.launchers.staging import stage
+    from bestiary.plugins.launchers.sagemaker.staging import stage
 
     stage(code, cfg, {"nproc_per_node": nproc, "instance_count": 1, "rdzv_port": 29400}, source="source")
     (code / "requirements.txt").unlink()  # the test environment has bestiary's dependencies; pip would ask the index
@@ -153,8 +153,8 @@ def test_spot_interruption_resumes_from_the_checkpoint_folder(tmp_path: Path) ->
 def test_a_command_job_runs_in_the_checkpoint_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Any bestiary command as a job (here a short training run): it works in <checkpoints>/work,
     whose files become the job's output."""
-    from bestiary.launch import container
-    from bestiary.plugins.launchers.staging import stage
+    from bestiary.plugins.launchers.sagemaker import container
+    from bestiary.plugins.launchers.sagemaker.staging import stage
 
     code = tmp_path / "code"
     argv = ["train", "toy_mlp", "--dataset", "blobs", "--max-steps", "2", "--runs-root", "runs", "--quiet"]
@@ -188,7 +188,7 @@ def test_two_hosts_form_one_run(tmp_path: Path) -> None:
     cfg = RunConfig(arch="toy_mlp", dataset="blobs", strategy="ddp", epochs=2, batch_size=8)
     with toy_host():
         code = tmp_path / "code"
-        from bestiary.plugins.launchers.staging import stage
+        from bestiary.plugins.launchers.sagemaker.staging import stage
 
         stage(code, cfg, {"nproc_per_node": 1, "instance_count": 2, "rdzv_port": port}, source="source")
     (code / "requirements.txt").unlink()  # the test environment has bestiary's dependencies

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from bestiary.cli import main
 from bestiary.errors import ConfigError
-from bestiary.launch.tuning import Study, ranges
+from bestiary.plugins.launchers.sagemaker.tuning import Study, ranges
 from click.testing import CliRunner
 from smkit import ENGINE_TESTS, IMAGE, ROLE, toy_host
 
@@ -52,6 +52,8 @@ def test_dry_run_prints_the_request_without_the_sdk() -> None:
     assert plan["channels"] == {"training": "s3://bucket/blobs"}
     assert plan["stopping"] == {"max_run_s": 10800, "max_wait_s": 21600}
     assert plan["config"]["arch"] == "toy_mlp" and plan["config"]["strategy"] == "ddp"
+    assert plan["config"]["options"] == {"sagemaker": {"role": ROLE, "spot": True,
+                                                       "input_s3": ["s3://bucket/blobs"]}}  # the plugin's table
     assert plan["estimated_cost_usd"]["max_usd"] == pytest.approx(2 * 7.09 * 3)
     listed, _ = _probe("list", "launchers")
     assert listed == {"code": 0, "heavy": []}
@@ -65,7 +67,10 @@ def test_dry_run_text_and_option_errors() -> None:
         assert "nothing was started or uploaded; estimated cost at most 5.52 USD (1 job(s) x 1 x 0.23 USD/h x 24 h" \
             in text.output  # ml.m5.xlarge, one day: the defaults
         cases = {
-            ("--instance-type", "ml.g5.xlarge"): "launcher 'local' does not use --instance-type; they are for remote",
+            ("--instance-type", "ml.g5.xlarge"): "launcher 'local' does not use --instance-type; they are for "
+                                                 "launchers that rent machines",
+            ("--role", ROLE, "--spot"): "launcher 'local' does not use the options sagemaker.role, sagemaker.spot; "
+                                        "they are for --launcher sagemaker",
             ("--launcher", "sagemaker", "--image", IMAGE, "--role", ROLE, "--region", "us-east-1",
              "--instance-type", "ml.g5.12xlarge"): "strategy 'single' runs in one process",
             ("--launcher", "sagemaker", "--image", IMAGE, "--region", "us-east-1"): "pass --role",
@@ -153,6 +158,8 @@ def test_tune_command_plans_a_sagemaker_tuning_job(tmp_path: Path) -> None:
         assert plan["estimated_cost_usd"]["jobs"] == 8
         local = runner.invoke(main, ["tune", "toy_mlp", "--dataset", "blobs", "--instance-type", "ml.g5.xlarge"])
         assert local.exit_code == 2 and "--instance-type apply to remote launchers" in local.output
+        local = runner.invoke(main, ["tune", "toy_mlp", "--dataset", "blobs", "--spot"])
+        assert local.exit_code == 2 and "--spot apply to remote launchers" in local.output
         several = runner.invoke(main, ["tune", "toy_mlp", "--dataset", "blobs", *SAGEMAKER, "--metric", "accuracy",
                                        "--metric", "loss", "--dry-run"])
         assert several.exit_code == 2 and "optimises one metric" in several.output

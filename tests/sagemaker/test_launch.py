@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from bestiary.engine.config import RunConfig
 from bestiary.launch import Job, LaunchOptions, get_launcher
-from bestiary.launch.tuning import Study
+from bestiary.plugins.launchers.sagemaker.tuning import Study
 from click.testing import CliRunner
 from smkit import IMAGE, REGION, ROLE, download_prefix, toy_host
 
@@ -25,14 +25,19 @@ SPACE = {"lr": {"type": "float", "low": 1e-3, "high": 0.1, "log": True},
          "model.hidden": {"type": "int", "low": 8, "high": 32, "step": 8}}
 
 
+#: The sagemaker plugin's own settings ([options.sagemaker]); given to the launcher as extra.
+SETTINGS = ("role", "spot", "max_wait", "checkpoint_s3", "output_s3", "input_s3", "keep_alive", "volume_gb")
+
+
 def _options(**changes: Any) -> LaunchOptions:
     base: dict[str, Any] = {
         "instance_type": "ml.c5.xlarge", "instance_count": 2, "nproc_per_node": 2, "role": ROLE, "image": IMAGE,
         "region": REGION, "spot": True, "max_run": 3600, "max_wait": 7200, "checkpoint_s3": "s3://bestiary-data/ckpt",
-        "output_s3": "s3://bestiary-data/out", "inputs": (("training", "s3://bestiary-data/blobs"),), "wait": False,
+        "output_s3": "s3://bestiary-data/out", "input_s3": ["training=s3://bestiary-data/blobs"], "wait": False,
         "tags": (("team", "vision"),)}
     base.update(changes)
-    return LaunchOptions(**base)
+    extra = {k: base.pop(k) for k in SETTINGS if k in base}
+    return LaunchOptions(**base, extra={k: v for k, v in extra.items() if v is not None})
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +84,8 @@ def test_uploaded_code_runs_bestiary_train_with_the_config(train_job: dict[str, 
     assert config == TOY.replace(data={})
     job = json.loads((code / "bestiary_job.json").read_text())
     assert job["format"] == "bestiary-job/1" and job["nproc_per_node"] == 2 and job["instance_count"] == 2
-    assert "bestiary.launch.container import main" in (code / "bestiary_entry.py").read_text()
-    assert (code / "bestiary" / "launch" / "container.py").exists()  # this installation's package
+    assert "bestiary.plugins.launchers.sagemaker.container import main" in (code / "bestiary_entry.py").read_text()
+    assert (code / "bestiary" / "plugins" / "launchers" / "sagemaker" / "container.py").exists()  # this installation
     assert (code / "bestiary" / "plugins" / "launchers" / "__init__.py").exists()
     assert not list(code.rglob("__pycache__"))
     requirements = (code / "requirements.txt").read_text().split()
@@ -212,7 +217,7 @@ def test_jobs_stop_sends_stop_training_job(train_job: dict[str, Any], monkeypatc
     real client would send (and answers the tuning-job probe as AWS does for a training job)."""
     import boto3
     from bestiary.cli import main
-    from bestiary.plugins.launchers import sagemaker_jobs
+    from bestiary.plugins.launchers.sagemaker import jobs as sagemaker_jobs
     from botocore.stub import Stubber
 
     name = train_job["result"].job_name
@@ -246,7 +251,7 @@ def test_train_command_launches_and_waits(aws: dict[str, Any]) -> None:
 
 
 def test_the_sdk_sees_telemetry_off_and_nothing_left_the_machine(train_job: dict[str, Any]) -> None:
-    from bestiary.plugins.launchers.sagemaker_trainer import session
+    from bestiary.plugins.launchers.sagemaker.trainer import session
     from sagemaker.core.common_utils import resolve_value_from_config
     from sagemaker.core.config.config_schema import TELEMETRY_OPT_OUT_PATH
 

@@ -4,7 +4,7 @@
 ::
 
     code/
-      bestiary_entry.py     calls bestiary.launch.container.main (the same `bestiary train` path)
+      bestiary_entry.py     calls bestiary.plugins.launchers.sagemaker.container.main (the same `bestiary train` path)
       bestiary_job.json     launch settings the container needs (processes per instance, ...)
       bestiary_config.toml  the run config, as `bestiary train --config` reads it
       requirements.txt      bestiary's dependencies except torch (the image has it), extra ones
@@ -24,7 +24,8 @@ from typing import Any
 
 from bestiary.engine.launch import to_toml
 from bestiary.errors import ConfigError
-from bestiary.launch.container import CONFIG_FILE, JOB_FILE, JOB_FORMAT
+
+from .container import CONFIG_FILE, JOB_FILE, JOB_FORMAT
 
 ENTRY_SCRIPT = "bestiary_entry.py"
 #: Packages of the bestiary namespace that live in folders of their own in a development install.
@@ -42,7 +43,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # the uploaded bestiary package, when the job ships one
 
-from bestiary.launch.container import main  # noqa: E402
+from bestiary.plugins.launchers.sagemaker.container import main  # noqa: E402
 
 sys.exit(main(HERE))
 '''

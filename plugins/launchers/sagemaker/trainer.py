@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .sagemaker import CHECKPOINT_LOCAL, Request
+from .launcher import CHECKPOINT_LOCAL, Request
 
 
 def session(region: str) -> Any:

@@ -1,4 +1,4 @@
-"""The container side of a SageMaker job: ``python -m bestiary.launch.container``.
+"""The container side of a SageMaker job: ``python -m bestiary.plugins.launchers.sagemaker.container``.
 
 Honours the SageMaker training contract, whether the container was started by the SageMaker
 Python SDK's driver scripts or by the ``sagemaker-training`` toolkit of the framework images:
@@ -36,7 +36,7 @@ from typing import Any
 JOB_FILE = "bestiary_job.json"
 CONFIG_FILE = "bestiary_config.toml"
 JOB_FORMAT = "bestiary-job/1"
-METRICS_PLUGIN = "bestiary_job_metrics=bestiary.launch.metrics_log"
+METRICS_PLUGIN = "bestiary_job_metrics=bestiary.plugins.launchers.sagemaker.metrics_log"
 #: Set ("1") for tuning trials: each keeps its run in a folder named after its training job.
 RUN_PER_JOB_ENV = "BESTIARY_RUN_PER_JOB"
 #: Outputs of the run directory copied to SM_OUTPUT_DATA_DIR (the model goes to SM_MODEL_DIR).
@@ -116,7 +116,7 @@ def _expand(value: Any, channels: dict[str, str]) -> Any:
     if isinstance(value, str) and "SM_CHANNEL_" in value:
         expanded = os.path.expandvars(value)
         if "SM_CHANNEL_" in expanded:
-            from ..errors import ConfigError
+            from bestiary.errors import ConfigError
 
             given = ", ".join(sorted(channels)) or "none"
             raise ConfigError(f"{value!r} names an input channel the job does not have (channels: {given}); "
@@ -128,7 +128,7 @@ def _expand(value: Any, channels: dict[str, str]) -> Any:
 def job_config(code_dir: Path, env: SageMakerEnv) -> Any:
     """The run config of the job: the shipped file, trial hyperparameters, channel folders and the
     run directory under the checkpoint folder."""
-    from ..engine.config import RunConfig
+    from bestiary.engine.config import RunConfig
 
     cfg = RunConfig.load(code_dir / CONFIG_FILE, sets=trial_overrides(env.hyperparameters))
     return cfg.replace(data=_expand(cfg.data, env.channels), model=_expand(cfg.model, env.channels),
@@ -149,7 +149,7 @@ def read_job(code_dir: Path) -> dict[str, Any]:
 
 
 def _write_config(cfg: Any, env: SageMakerEnv) -> Path:
-    from ..engine.launch import to_toml
+    from bestiary.engine.launch import to_toml
 
     env.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     path = env.checkpoint_dir / CONFIG_FILE
@@ -161,7 +161,7 @@ def _write_config(cfg: Any, env: SageMakerEnv) -> Path:
 
 def _bestiary(args: list[str]) -> int:
     """Run ``bestiary ARGS`` in this process; its exit status."""
-    from ..cli import main as cli
+    from bestiary.cli import main as cli
 
     try:
         cli.main(args=args, prog_name="bestiary", standalone_mode=True)
@@ -234,9 +234,9 @@ def main(code_dir: str | Path | None = None) -> int:
     worker = "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ  # started by torchrun
     main_process = os.environ.get("RANK", "0") == "0"
     if main_process:
-        from .._version import __version__
+        from bestiary._version import __version__
 
-        _say(f"bestiary {__version__} from {Path(__file__).resolve().parents[1]}")
+        _say(f"bestiary {__version__} from {Path(__file__).resolve().parents[3]}")
     status = _status(env.run_dir)
     if status in ("completed", "stopped"):
         if main_process:

@@ -1,5 +1,5 @@
-"""``bestiary tune ... --launcher NAME`` for launchers that run the whole search themselves (a
-SageMaker hyperparameter tuning job): the tune options become a :class:`~.tuning.Study`.
+"""``bestiary tune ... --launcher sagemaker``: the tune options, which ``bestiary tune`` passes as
+the job's study (a dict), become a :class:`~.tuning.Study` for a SageMaker hyperparameter tuning job.
 
 =======================  =============================================================
 tune option              study
@@ -22,11 +22,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import click
+from bestiary.errors import ConfigError
+from bestiary.launch import Job, LaunchOptions
 
-from ..errors import ConfigError
-from . import LaunchOptions
-from .options import pop_launch_options
 from .tuning import Study
 
 #: Options of local studies that a remote search has no use for.
@@ -34,19 +32,10 @@ _LOCAL_ONLY = {"storage": None, "out": None, "timeout": None, "study": None}
 _SAMPLERS = {"tpe": "bayesian", "cmaes": "bayesian", "random": "random", "grid": "grid"}
 
 
-def refuse_remote_options(options: dict[str, Any]) -> None:
-    """Take the remote launch options out of a local study's options, refusing any that was given."""
-    _, launch = pop_launch_options(options)
-    given = sorted(launch.changed())
-    if given or launch.dry_run:
-        flags = ", ".join("--" + n.replace("_", "-") for n in given) or "--dry-run"
-        raise click.UsageError(f"{flags} apply to remote launchers; add --launcher sagemaker or drop them")
-
-
 def study_from_options(options: dict[str, Any], config: Any, launch: LaunchOptions) -> tuple[Study, LaunchOptions]:
     """The study the tune options describe, and the launch options without the study's own."""
-    from ..api import get_entry
-    from ..tune.space import space_of  # plain JSON spaces; imports neither optuna nor torch
+    from bestiary.api import get_entry
+    from bestiary.tune.space import space_of  # plain JSON spaces; imports neither optuna nor torch
 
     for key, default in _LOCAL_ONLY.items():
         if options.pop(key, default) not in (default, ()):
@@ -76,21 +65,9 @@ def study_from_options(options: dict[str, Any], config: Any, launch: LaunchOptio
     return study, dataclasses.replace(launch, extra=extra)
 
 
-def remote_tune(arch: str, launcher_name: str, as_json: bool, options: dict[str, Any]) -> int:
-    """Dry-run or create the tuning job of ``bestiary tune ARCH ... --launcher NAME``; the exit status.
-
-    :param options: the command's keyword arguments (tune, run and launch options).
-    """
-    from ..cli.options import build_config
-    from . import Job, get_launcher
-    from .submit import submit
-
-    _, launch = pop_launch_options(options)
-    options["objective_metrics"] = options.pop("metrics", ())  # --metric names the objective in `tune`
-    tune_keys = ("trials", "sampler", "pruner", "n_jobs", "sampler_seed", "space", "direction", "plots",
-                 "objective_metrics", *_LOCAL_ONLY)
-    tune = {k: options.pop(k) for k in tune_keys if k in options}
-    config = build_config(arch, options)
-    study, launch = study_from_options(tune, config, launch)
-    launcher = get_launcher(launcher_name)
-    return submit(launcher, Job("tune", launch, config=config, study=study), as_json)
+def with_study(job: Job) -> Job:
+    """``job`` with its study as a :class:`Study`: ``bestiary tune`` passes its options as a dict."""
+    if job.kind != "tune" or job.study is None or isinstance(job.study, Study):
+        return job
+    study, launch = study_from_options(dict(job.study), job.config, job.options)
+    return dataclasses.replace(job, study=study, options=launch)

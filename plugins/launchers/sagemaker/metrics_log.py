@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..hookspecs import hookimpl
+from bestiary import hookimpl
 
 PREFIX = "[bestiary]"
 #: The regular expression capturing the value of ``SPLIT:NAME`` in those lines.

@@ -20,11 +20,12 @@ from typing import Any
 
 from bestiary.errors import ConfigError
 from bestiary.launch import Job, LaunchResult
-from bestiary.launch.container import RUN_PER_JOB_ENV
-from bestiary.launch.metrics_log import metric_regex
-from bestiary.launch.pricing import estimate
 from bestiary.launch.record import record_job
-from bestiary.launch.tuning import STRATEGIES, WARM_START_TYPES, Study, grid_size, ranges
+
+from .container import RUN_PER_JOB_ENV
+from .metrics_log import metric_regex
+from .pricing import estimate
+from .tuning import STRATEGIES, WARM_START_TYPES, Study, grid_size, ranges
 
 #: Tuning job names have at most 32 characters.
 NAME_LIMIT = 32
@@ -126,7 +127,7 @@ def launch_tuning(req: Any, job: Job, trainer: Any, staged: dict[str, Any]) -> L
     )
     from sagemaker.train.tuner import HyperparameterTuner
 
-    from .sagemaker_trainer import input_channels
+    from .trainer import input_channels
 
     tuning = settings(req, job)
     trainer.hyperparameters = {**(trainer.hyperparameters or {}), **tuning["static_hyperparameters"]}

@@ -1,5 +1,6 @@
-"""``bestiary jobs``: the remote jobs this user started (``list``), and ``show``, ``logs`` and
-``stop`` for one of them, through the launcher that started it."""
+"""``bestiary jobs`` (added by the sagemaker plugin's ``add_commands``): the remote jobs this user
+started (``list``), ``show``, ``logs`` and ``stop`` for one of them through the launcher that
+started it, and ``submit`` to run any bestiary command as a job."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ import json
 from typing import Any
 
 import click
+from bestiary.cli import NameProblem, console
+from bestiary.cli.launch import pop_launch_options, remote_options
+from bestiary.launch import Job, get_launcher
+from bestiary.launch.record import find_job, recorded_jobs
 
-from ..launch.options import remote_options
-from ..launch.record import find_job, recorded_jobs
-from . import NameProblem, console
+from .options import click_options, pop_settings
 
 
 def _target(name: str, launcher: str | None, region: str | None) -> tuple[Any, str | None]:
     """The launcher of job ``name`` and its region: from the record, or from the options."""
-    from ..launch import get_launcher
-
     if launcher is None:
         try:
             entry = find_job(name)
@@ -54,8 +55,6 @@ def jobs_group() -> None:
 def list_command(with_status: bool, remote: str | None, region: str | None, as_json: bool) -> None:
     """Jobs started from this machine, newest first."""
     if remote:
-        from ..launch import get_launcher
-
         launcher = get_launcher(remote)
         lister = getattr(launcher, "list_remote", None)
         if lister is None:
@@ -125,6 +124,7 @@ def stop_command(name: str, launcher: str | None, region: str | None) -> None:
 @click.option("--launcher", default="sagemaker", show_default=True, help="Where the job runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @remote_options
+@click_options
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, required=True)
 def submit_command(launcher: str, as_json: bool, argv: tuple[str, ...], **options: Any) -> None:
     """Run any bestiary command as a remote job, for example a benchmark suite.
@@ -135,18 +135,20 @@ def submit_command(launcher: str, as_json: bool, argv: tuple[str, ...], **option
     \b
     bestiary jobs submit --instance-type ml.g5.xlarge --role ARN --dry-run -- bench run quality
     """
+    import dataclasses
     import sys
 
-    from ..launch import Job, get_launcher
-    from ..launch.options import pop_launch_options
-    from ..launch.submit import submit
-    from . import COMMANDS
+    from bestiary.cli import main
+    from bestiary.cli.submit import submit
 
-    if argv[0] not in COMMANDS:
+    known = main.list_commands(click.get_current_context())
+    if argv[0] not in known:
         import difflib
 
-        close = difflib.get_close_matches(argv[0], list(COMMANDS), n=3)
+        close = difflib.get_close_matches(argv[0], known, n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise click.UsageError(f"{argv[0]!r} is not a bestiary command.{hint} Put the command after `--`.")
+    settings = pop_settings(options)  # no run config to hold them: they go to the launcher directly
     _, launch = pop_launch_options(options)
+    launch = dataclasses.replace(launch, extra={**settings, **launch.extra})
     sys.exit(submit(get_launcher(launcher), Job("command", launch, argv=tuple(argv)), as_json))

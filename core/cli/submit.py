@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from . import Job, Launcher
+from ..launch import Job, Launcher
 
 
 def show_plan(plan: dict[str, Any], as_json: bool) -> None:

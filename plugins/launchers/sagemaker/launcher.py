@@ -17,13 +17,14 @@ import shlex
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bestiary._version import __version__
 from bestiary.errors import ConfigError
-from bestiary.launch import REMOTE_OPTIONS, Job, Launcher, LaunchResult
-from bestiary.launch.pricing import estimate, gpus
+from bestiary.launch import REMOTE_OPTIONS, Job, Launcher, LaunchResult, parse_duration, parse_pairs
 from bestiary.launch.record import record_job
+
+from .pricing import estimate, gpus
 
 #: The PyTorch framework image used when --image is not given (a SageMaker deep learning container).
 FRAMEWORK_VERSION = "2.8"
@@ -152,6 +153,7 @@ class SageMakerLauncher(Launcher):
     name = "sagemaker"
     accepts = REMOTE_OPTIONS | {"nproc_per_node", "extra"}
     kinds = frozenset({"train", "tune", "command"})
+    sample_settings: ClassVar[dict[str, Any]] = {"role": "arn:aws:iam::111122223333:role/bestiary-conformance"}
 
     # -- the request ------------------------------------------------------------------------
 
@@ -164,11 +166,16 @@ class SageMakerLauncher(Launcher):
             raise ConfigError("a SageMaker job needs a run config (ARCH and --dataset, or --config FILE)")
         if job.kind == "command" and not job.argv:
             raise ConfigError("name the bestiary command the job runs, e.g. `bestiary jobs submit ... -- bench run NAME`")
+        own = self.settings(job)  # [options.sagemaker] and --launch-option values
+        spot = bool(own.get("spot"))
+        inputs = parse_pairs(list(own.get("input_s3") or ()), "--input-s3", "training")
+        checkpoint_s3, output_s3 = own.get("checkpoint_s3"), own.get("output_s3")
+        keep_alive = parse_duration(own.get("keep_alive"), "--keep-alive") or 0
         instance_type = o.instance_type or DEFAULT_INSTANCE
         if not _INSTANCE_RE.match(instance_type):
             raise ConfigError(f"--instance-type {instance_type!r} is not a SageMaker instance type such as "
                               "ml.g5.xlarge (see docs/sagemaker.md#choosing-instances)")
-        role = o.role or os.environ.get(ROLE_ENV)
+        role = own.get("role") or os.environ.get(ROLE_ENV)
         if not role:
             raise ConfigError(f"a SageMaker job runs as an IAM role: pass --role arn:aws:iam::ACCOUNT:role/NAME or set "
                               f"{ROLE_ENV} (docs/sagemaker.md#permissions lists what the role needs)")
@@ -176,24 +183,24 @@ class SageMakerLauncher(Launcher):
         # a command job runs one process, which may start its own workers (a scaling benchmark)
         nproc = 1 if job.kind == "command" else o.nproc_per_node or max(gpus(instance_type) or 1, 1)
         max_run = o.max_run or DEFAULT_MAX_RUN
-        max_wait = None
-        if o.spot:
-            max_wait = o.max_wait or 2 * max_run
+        max_wait = parse_duration(own.get("max_wait"), "--max-wait")
+        if spot:
+            max_wait = max_wait or 2 * max_run
             if max_wait < max_run:
                 raise ConfigError(f"--max-wait ({max_wait} s) must be at least --max-run ({max_run} s): it counts the "
                                   "run time plus the wait for spot capacity")
-        elif o.max_wait is not None:
+        elif max_wait is not None:
             raise ConfigError("--max-wait applies to spot jobs only; add --spot or drop --max-wait")
-        for name, uri in o.inputs:
+        for name, uri in inputs:
             if not re.fullmatch(r"[A-Za-z0-9\.\-_]+", name) or name in ("code", "sm_drivers"):
                 raise ConfigError(f"--input-s3 channel name {name!r}: use letters, digits, '.', '-' or '_' "
                                   "(code and sm_drivers are taken)")
-        for uri in (o.checkpoint_s3, o.output_s3):
+        for uri in (checkpoint_s3, output_s3):
             if uri is not None and not uri.startswith("s3://"):
                 raise ConfigError(f"{uri!r} is not an S3 URI (s3://bucket/prefix)")
-        if o.keep_alive and o.spot:
+        if keep_alive and spot:
             raise ConfigError("--keep-alive (warm pools) does not work with --spot; drop one of them")
-        channels = dict(o.inputs)
+        channels = dict(inputs)
         if cfg is not None:
             _check_config(cfg, nproc > 1 or o.instance_count > 1)
             cfg = _data_path_from_channel(cfg, channels)
@@ -207,17 +214,20 @@ class SageMakerLauncher(Launcher):
         environment = {"PYTHONUNBUFFERED": "1", **dict(o.environment)}
         return Request(base_job_name=_slug(base, 50) if not o.job_name else o.job_name, region=region, role=role,
                        image=_image(o.image, region, instance_type, version), instance_type=instance_type,
-                       instance_count=o.instance_count, nproc_per_node=nproc, spot=o.spot, max_run=max_run,
-                       max_wait=max_wait, checkpoint_s3=o.checkpoint_s3, output_s3=o.output_s3, channels=channels,
+                       instance_count=o.instance_count, nproc_per_node=nproc, spot=spot, max_run=max_run,
+                       max_wait=max_wait, checkpoint_s3=checkpoint_s3, output_s3=output_s3, channels=channels,
                        environment=environment, tags=tags, hyperparameters={}, source=o.source,
-                       requirements=o.requirements, keep_alive=o.keep_alive, volume_gb=o.volume_gb,
+                       requirements=o.requirements, keep_alive=keep_alive, volume_gb=own.get("volume_gb"),
                        config=cfg, argv=tuple(job.argv), extra=dict(o.extra))
 
     def plan(self, job: Job) -> dict[str, Any]:
+        from .tune_options import with_study
+
+        job = with_study(job)
         req = self.request(job)
         plan = describe_request(req, job.kind)
         if job.kind == "tune":
-            from .sagemaker_tuning import tuning_plan
+            from .tuning_job import tuning_plan
 
             plan.update(tuning_plan(req, job))
         return plan
@@ -225,17 +235,20 @@ class SageMakerLauncher(Launcher):
     # -- launching ----------------------------------------------------------------------------
 
     def launch(self, job: Job) -> LaunchResult:
+        from .tune_options import with_study
+
+        job = with_study(job)
         req = self.request(job)
         require_sdk()
-        from .sagemaker_trainer import input_channels, model_trainer
         from .staging import stage
+        from .trainer import input_channels, model_trainer
 
         with tempfile.TemporaryDirectory(prefix="bestiary-sagemaker-") as tmp:
             code = Path(tmp) / "code"
             staged = stage(code, req.config, req.job_file(), source=req.source, requirements=req.requirements)
             trainer = model_trainer(req, code)  # imports the SDK
             if job.kind == "tune":
-                from .sagemaker_tuning import launch_tuning
+                from .tuning_job import launch_tuning
 
                 return launch_tuning(req, job, trainer, staged)
             trainer.train(input_data_config=input_channels(req), wait=False)
@@ -262,23 +275,23 @@ class SageMakerLauncher(Launcher):
     # -- jobs ---------------------------------------------------------------------------------
 
     def describe(self, job_name: str, *, region: str | None = None) -> dict[str, Any]:
-        from .sagemaker_jobs import describe
+        from .jobs import describe
 
         return describe(job_name, _region(region))
 
     def logs(self, job_name: str, *, region: str | None = None, limit: int = 200) -> list[str]:
-        from .sagemaker_jobs import logs
+        from .jobs import logs
 
         return logs(job_name, _region(region), limit)
 
     def stop(self, job_name: str, *, region: str | None = None) -> None:
-        from .sagemaker_jobs import stop
+        from .jobs import stop
 
         stop(job_name, _region(region))
 
     def list_remote(self, *, region: str | None = None) -> list[dict[str, Any]]:
         """Training jobs named ``bestiary*`` in the region, started from any machine."""
-        from .sagemaker_jobs import list_remote
+        from .jobs import list_remote
 
         return list_remote(_region(region))
 
