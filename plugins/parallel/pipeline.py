@@ -22,6 +22,7 @@ gather each stage's parameters to every process and run the unsplit model there.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,6 +35,8 @@ from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 from .distributed import DistributedStrategy
 
 SCHEDULES = ("gpipe", "1f1b")
+#: the output structure of each traced :class:`_Flat`, recorded while the tracer runs its forward
+_OUT_SPECS: weakref.WeakKeyDictionary[torch.nn.Module, TreeSpec] = weakref.WeakKeyDictionary()
 
 
 def _first_dim(leaves: list[Any]) -> int:
@@ -99,11 +102,15 @@ class _Flat(torch.nn.Module):
         super().__init__()
         self.module = module
         self.in_spec = in_spec
-        self.out_spec: TreeSpec | None = None
+
+    @property
+    def out_spec(self) -> TreeSpec | None:
+        return _OUT_SPECS.get(self)
 
     def forward(self, *leaves: Any) -> tuple[Any, ...]:
         args, kwargs = tree_unflatten(list(leaves), self.in_spec)
-        flat, self.out_spec = tree_flatten(self.module(*args, **kwargs))
+        flat, spec = tree_flatten(self.module(*args, **kwargs))
+        _OUT_SPECS[self] = spec  # kept outside the module: the tracer restores the module's own attributes
         return tuple(flat)
 
 
