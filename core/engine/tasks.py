@@ -116,7 +116,8 @@ def split_samples(batch: Any, n: int, size: int | None = None) -> list[Any]:
             if len(x) == size and not any(isinstance(v, (torch.Tensor, Mapping, list, tuple)) for v in x):
                 return x[bounds[i]:bounds[i + 1]]  # one value per sample (item ids, timestamps)
             parts = [cut(v, i) for v in x]
-            return type(x)(*parts) if hasattr(x, "_fields") else type(x)(parts)  # named tuples take fields
+            kind: Any = type(x)
+            return kind(*parts) if hasattr(x, "_fields") else kind(parts)  # named tuples take fields
         return x
 
     return [cut(batch, i) for i in range(n)]

@@ -335,7 +335,7 @@ class PipelineStrategy(DistributedStrategy):
         from bestiary.engine import checkpoint as ckpt
 
         state = self.model_state(model)  # a collective: every rank takes part
-        optim = [None] * self.world_size
+        optim: list[Any] = [None] * self.world_size
         dist.all_gather_object(optim, optimizer.state_dict())
         if self.is_main:
             ckpt.save(path, model=state, optimizer={"stages": optim}, extra=extra)
