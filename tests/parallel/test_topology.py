@@ -206,3 +206,15 @@ def test_pipeline_strategy_trains_on_dict_batches_in_a_group_of_one(host, monkey
         assert s.topology == Topology(world_size=1, rank=0, dp_size=1, dp_rank=0, pp_size=1)
     finally:
         s.teardown()
+
+
+def test_one_process_run_records_its_topology(host, tmp_path):
+    import json
+
+    from bestiary.engine.config import RunConfig
+    from bestiary.engine.trainer import train
+
+    train(RunConfig(arch="toy_mlp", dataset="blobs", max_steps=1, batch_size=8, quiet=True, run_dir=str(tmp_path / "run")))
+    resolved = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]
+    assert resolved["world_size"] == 1
+    assert resolved["topology"] == Topology().as_dict()
