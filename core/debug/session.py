@@ -61,7 +61,7 @@ class Debugger:
         self.info = {
             "device": run.strategy.device.type, "batch_size": cfg.batch_size * cfg.accumulate,
             "every": self.every, "log_every": cfg.log_every, "total_steps": total_steps,
-            "world_size": run.strategy.world_size,
+            "world_size": run.strategy.world_size, "topology": run.strategy.topology.as_dict(),
             "params": _param_info(run.model, self.collector.params),
             "labels": class_counts(train_set, info) if "labels" in self.runner.needs() else None,
             "rules": {r.name: {"action": r.action, **r.params()} for r in rules},

@@ -1,9 +1,11 @@
 """The metric protocol: accumulate statistics over batches, then compute.
 
 Most metrics keep a vector of additive statistics (``reduction = "sum"``): they agree with
-themselves whether fed in one go or in many batches, and strategies reduce them across processes
-with one all-reduce. Metrics that need every sample (ROC-AUC) keep rows instead
-(``reduction = "cat"``), which strategies gather from every process.
+themselves whether fed in one go or in many batches, and strategies reduce them across the
+data-parallel replicas of the run's topology with one all-reduce (processes of one tensor- or
+pipeline-parallel replica evaluate the same samples and are counted once). Metrics that need every
+sample (ROC-AUC) keep rows instead (``reduction = "cat"``), which strategies gather from every
+replica.
 """
 
 from __future__ import annotations

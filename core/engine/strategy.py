@@ -16,6 +16,7 @@ import torch  # strategies place models on devices; only runs import this module
 
 from . import checkpoint as ckpt
 from .data import make_loader
+from .topology import Topology
 
 
 def resolve_device(name: str) -> torch.device:
@@ -32,7 +33,8 @@ class Strategy:
     """One process, one device (CPU or one GPU). Subclass for anything more.
 
     :ivar device: where the model and batches live.
-    :ivar rank: this process's rank; :ivar world_size: number of processes.
+    :ivar rank: this process's rank; :ivar world_size: number of processes (the true count,
+        whatever the strategy does with them; see :attr:`topology` for the data-parallel share).
     """
 
     name = "single"
@@ -53,6 +55,12 @@ class Strategy:
 
     def teardown(self) -> None:
         """Leave process groups."""
+
+    @property
+    def topology(self) -> Topology:
+        """How the processes divide the work: every process a data-parallel replica of its own
+        here; strategies that split a replica over processes (tensor, pipeline) override this."""
+        return Topology.data_parallel(self.world_size, self.rank, self.local_rank)
 
     @property
     def is_main(self) -> bool:
@@ -86,11 +94,13 @@ class Strategy:
     def loader(self, dataset: Any, *, batch_size: int, shuffle: bool, seed: int, epoch: int = 0,
                skip_batches: int = 0, drop_last: bool = False, num_workers: int = 0,
                collate: Any = None) -> Any:
-        """Batches of this process's share of ``dataset`` in an order fixed by ``(seed, epoch)``."""
+        """Batches of this process's share of ``dataset`` in an order fixed by ``(seed, epoch)``:
+        the share of its data-parallel replica, so the processes of one replica read the same."""
+        topology = self.topology
         return make_loader(
             dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
-            skip_batches=skip_batches, drop_last=drop_last, rank=self.rank,
-            world_size=self.world_size, num_workers=num_workers, collate=collate,
+            skip_batches=skip_batches, drop_last=drop_last, rank=topology.dp_rank,
+            world_size=topology.dp_size, num_workers=num_workers, collate=collate,
             pin_memory=self.device.type == "cuda",
         )
 
@@ -109,8 +119,13 @@ class Strategy:
         autocast: contextlib.AbstractContextManager[Any],
         scale: float,
         scaler: Any = None,
+        split: Callable[[Any, int], list[Any]] | None = None,
     ) -> tuple[torch.Tensor, Any]:
-        """Forward and backward one micro-batch; return the unscaled loss and the outputs."""
+        """Forward and backward one micro-batch; return the unscaled loss and the outputs.
+
+        :param split: the task's :meth:`~bestiary.engine.tasks.Task.split_batch`, for strategies
+            that cut the batch further (pipeline micro-batches); others ignore it.
+        """
         with autocast:
             loss, outputs = loss_fn(model, batch)
         scaled = loss if scale == 1.0 else loss * scale  # no extra op (or kernel) without accumulation
@@ -141,11 +156,13 @@ class Strategy:
         return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
 
     def reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
-        """Reduce ``tensor`` over processes (``sum``, ``mean``, ``max``); identity for one."""
+        """Reduce ``tensor`` over the data-parallel replicas (``sum``, ``mean``, ``max``), each
+        replica counted once; identity for one process."""
         return tensor
 
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
-        """Concatenate every process's ``rows`` (first dimension may differ); identity for one."""
+        """Concatenate the ``rows`` of every data-parallel replica, in replica order (first dimension
+        may differ); identity for one process."""
         return rows
 
     # -- state --------------------------------------------------------------------------------

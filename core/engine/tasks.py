@@ -7,7 +7,7 @@ serve, and a run refuses a mismatch before building anything.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,17 @@ class Task(ABC):
     def batch_size(self, batch: Any) -> int:
         """Number of samples in ``batch``."""
 
+    def split_batch(self, batch: Any, n: int) -> list[Any]:
+        """``batch`` cut into ``n`` micro-batches of consecutive samples, each shaped as a batch
+        (the pipeline strategy feeds them one by one; its loss is the mean of theirs).
+
+        The default cuts every tensor whose first dimension is :meth:`batch_size` and every list
+        of that many per-sample values (ids, timestamps), inside tuples, lists and dicts, and gives
+        each micro-batch anything else unchanged. Sizes differ by at most one sample when ``n``
+        does not divide the batch. Override it for a batch the default cannot read.
+        """
+        return split_samples(batch, n, self.batch_size(batch))
+
     @abstractmethod
     def loss(self, model: torch.nn.Module, batch: Any, *, label_smoothing: float = 0.0) -> tuple[torch.Tensor, Any]:
         """Return ``(loss, outputs)`` for a training or evaluation batch."""
@@ -80,3 +91,57 @@ class Task(ABC):
     @abstractmethod
     def load_inputs(self, path: str, info: Mapping[str, Any]) -> Any:
         """Read inputs for ``bestiary predict`` from ``path`` into one batch."""
+
+
+def split_samples(batch: Any, n: int, size: int | None = None) -> list[Any]:
+    """``batch`` (tensors, possibly inside tuples, lists and dicts) cut into ``n`` micro-batches
+    along the sample dimension; :meth:`Task.split_batch` for any task.
+
+    :param size: samples in the batch; default: the first dimension of its first tensor.
+    :raises ValueError: when ``n`` is not between 1 and the number of samples.
+    """
+    if size is None:
+        size = _first_dim(batch)
+    if not 1 <= n <= max(size, 1):
+        raise ValueError(f"cannot cut a batch of {size} samples into {n} micro-batches; "
+                         f"choose between 1 and {size} (strategy_options.n_microbatches)")
+    bounds = sample_bounds(size, n)
+
+    def cut(x: Any, i: int) -> Any:
+        if isinstance(x, torch.Tensor):
+            return x[bounds[i]:bounds[i + 1]] if x.dim() > 0 and x.shape[0] == size else x
+        if isinstance(x, Mapping):
+            return {k: cut(v, i) for k, v in x.items()}
+        if isinstance(x, Sequence) and not isinstance(x, (str, bytes)):
+            if len(x) == size and not any(isinstance(v, (torch.Tensor, Mapping, list, tuple)) for v in x):
+                return x[bounds[i]:bounds[i + 1]]  # one value per sample (item ids, timestamps)
+            parts = [cut(v, i) for v in x]
+            kind: Any = type(x)
+            return kind(*parts) if hasattr(x, "_fields") else kind(parts)  # named tuples take fields
+        return x
+
+    return [cut(batch, i) for i in range(n)]
+
+
+def sample_bounds(size: int, n: int) -> list[int]:
+    """Where each of ``n`` micro-batches of a ``size``-sample batch starts, and the end: the sizes
+    ``torch.tensor_split`` gives (the first ``size % n`` one larger)."""
+    q, r = divmod(size, n)
+    bounds = [0]
+    for i in range(n):
+        bounds.append(bounds[-1] + q + (1 if i < r else 0))
+    return bounds
+
+
+def _first_dim(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0])
+    values = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else ()
+    for v in values:
+        if isinstance(v, (torch.Tensor, Mapping, list, tuple)):
+            try:
+                return _first_dim(v)
+            except ValueError:
+                continue
+    raise ValueError(f"a batch of {type(batch).__name__} holds no tensor to count its samples by; "
+                     "pass the size, or override Task.split_batch")

@@ -141,7 +141,7 @@ class Trainer:
         model = strategy.prepare_model(model, channels_last=cfg.channels_last)
         optimizer = build_optimizer(model, cfg)
         train_set = data.split("train")
-        per_epoch = batches_per_epoch(len(train_set), cfg.batch_size, strategy.world_size)
+        per_epoch = batches_per_epoch(len(train_set), cfg.batch_size, strategy.topology.dp_size)
         steps_per_epoch = math.ceil(per_epoch / cfg.accumulate)
         total_steps = steps_per_epoch * cfg.epochs
         if cfg.max_steps is not None:
@@ -196,6 +196,7 @@ class Trainer:
                 "strategy": parts.strategy.qualified_name, "task": parts.task.name,
                 "metrics": [m.qualified_name for m in parts.metrics], "model_kwargs": model_kwargs,
                 "monitor": monitor, "mode": mode, "total_steps": total_steps, "world_size": strategy.world_size,
+                "topology": strategy.topology.as_dict(),
             }, "environment": environment([p.to_dict() for p in self.host.plugins]), "status": "running"})
             _index(rd)
         ctx = RunContext(cfg, path, strategy, model, task, hparams, resumed_step)
@@ -233,7 +234,8 @@ class Trainer:
                         boundary = micro + 1 == cfg.accumulate or state["batch_in_epoch"] + 1 == per_epoch
                         with contextlib.nullcontext() if boundary else strategy.no_sync(model):
                             loss, _ = strategy.forward_backward(forward_model, batch, loss_fn, autocast=amp,
-                                                                scale=1.0 / cfg.accumulate, scaler=scaler)
+                                                                scale=1.0 / cfg.accumulate, scaler=scaler,
+                                                                split=task.split_batch)
                         n = task.batch_size(batch)
                         window_loss.add_(loss, alpha=n)
                         window_n += n
@@ -252,7 +254,7 @@ class Trainer:
                         step = state["step"]
                         if step % cfg.log_every == 0 or step == total_steps:
                             now = time.perf_counter()
-                            samples = window_n * strategy.world_size
+                            samples = window_n * strategy.topology.dp_size  # data-parallel replicas read different samples
                             record = {"loss": float(window_loss) / max(window_n, 1), "lr": scheduler.get_last_lr()[0],
                                       "samples_per_s": samples / max(now - window_start, 1e-9)}
                             if last_norm is not None:

@@ -65,17 +65,31 @@ class DistributedStrategy(Strategy):
         dist.barrier()
 
     def reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        """One all-reduce over every process. The processes of one data-parallel replica (tensor,
+        pipeline) hold the same statistics, so a sum over all of them counts each replica
+        ``model_parallel_size`` times: divide it out. Every rank gets the same bits, so decisions
+        taken on the result (early stopping, best model) agree."""
+        topology = self.topology
         out = tensor.clone()
-        if op == "mean":
+        if op in ("sum", "mean"):
             dist.all_reduce(out, op=dist.ReduceOp.SUM)
-            return out / self.world_size
+            if op == "mean":
+                return out / topology.world_size
+            # no division (and no rounding) when every process is its own replica (ddp, fsdp)
+            return out / topology.model_parallel_size if topology.model_parallel_size > 1 else out
         dist.all_reduce(out, op=_OPS[op])
         return out
 
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
-        parts: list[Any] = [None] * self.world_size
-        dist.all_gather_object(parts, rows.cpu())
-        return torch.cat(parts).to(rows.device)
+        """Every replica's rows once, in replica order: each process sends its replica index, and
+        the first process of each replica speaks for it."""
+        topology = self.topology
+        parts: list[Any] = [None] * topology.world_size
+        dist.all_gather_object(parts, (topology.dp_rank, rows.cpu()))
+        first: dict[int, torch.Tensor] = {}
+        for dp_rank, part in parts:
+            first.setdefault(dp_rank, part)
+        return torch.cat([first[r] for r in sorted(first)]).to(rows.device)
 
     def broadcast_object(self, obj: Any, src: int = 0) -> Any:
         box = [obj]

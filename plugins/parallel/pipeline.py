@@ -7,25 +7,45 @@ are used, spread evenly. Stages are traced with ``torch.distributed.pipelining.p
 micro-batch shape; the traced stage modules share the model's parameters, so a batch of a new
 size (the last one of an epoch) only costs one more trace.
 
+Any task's batches work: the task cuts the batch into micro-batches (``Task.split_batch``), the
+arguments it passes the model (a tensor, a dict of tensors, ...) are flattened into tensors for
+the tracer, and the last stage's flat outputs are put back into the model's output structure
+before the task computes each micro-batch's loss from it.
+
 Every process keeps the whole model (the tracer needs it) and reads the whole batch: the first
-stage takes the inputs, the last the targets. The optimizer sees every parameter, but only the
-stage's own ones get gradients, so only they move. Evaluation and export gather each stage's
-parameters to every process and run the unsplit model there.
+stage takes the inputs, the last the targets. The processes form one data-parallel replica (the
+topology's ``pp_size`` is the number of processes, ``dp_size`` 1). The optimizer sees every
+parameter, but only the stage's own ones get gradients, so only they move. Evaluation and export
+gather each stage's parameters to every process and run the unsplit model there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from bestiary.engine.data import make_loader
+from bestiary.engine.tasks import split_samples
+from bestiary.engine.topology import Topology
+from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
-from .distributed import _OPS, DistributedStrategy
+from .distributed import DistributedStrategy
 
 SCHEDULES = ("gpipe", "1f1b")
+#: the output structure of each traced :class:`_Flat`, recorded while the tracer runs its forward
+_OUT_SPECS: weakref.WeakKeyDictionary[torch.nn.Module, TreeSpec] = weakref.WeakKeyDictionary()
+
+
+def _first_dim(leaves: list[Any]) -> int:
+    """Samples in a batch: the first dimension of the first tensor the model receives."""
+    for t in leaves:
+        if isinstance(t, torch.Tensor) and t.dim() > 0:
+            return int(t.shape[0])
+    raise ValueError("the task gives the model no tensor with a sample dimension; the pipeline strategy cannot "
+                     "cut such a batch into micro-batches")
 
 
 def choose_splits(model: torch.nn.Module, splits: list[str], stages: int) -> list[str]:
@@ -49,6 +69,66 @@ class _Returns(torch.nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.output
+
+
+class _Captured(Exception):
+    """Raised by :class:`_Captures` once it holds the model's arguments: the loss is not needed."""
+
+
+class _Captures(torch.nn.Module):
+    """Stands in for the model in the task's ``loss(model, batch)`` to learn what the task passes it."""
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        self.args, self.kwargs = args, kwargs
+        raise _Captured
+
+
+def model_arguments(loss_fn: Callable[..., Any], batch: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The positional and keyword arguments the task's loss gives the model for ``batch``."""
+    probe = _Captures()
+    try:
+        loss_fn(probe, batch)
+    except _Captured:
+        return probe.args, probe.kwargs
+    raise ValueError("the task's loss never called the model; the pipeline strategy needs a task whose "
+                     "loss(model, batch) calls the model once")
+
+
+class _Flat(torch.nn.Module):
+    """The model taking the tensors of its arguments as a flat list and returning its outputs as a
+    flat tuple, since stages pass tensors only; the output structure is recorded while tracing."""
+
+    def __init__(self, module: torch.nn.Module, in_spec: TreeSpec) -> None:
+        super().__init__()
+        self.module = module
+        self.in_spec = in_spec
+
+    @property
+    def out_spec(self) -> TreeSpec | None:
+        return _OUT_SPECS.get(self)
+
+    def forward(self, *leaves: Any) -> tuple[Any, ...]:
+        args, kwargs = tree_unflatten(list(leaves), self.in_spec)
+        flat, spec = tree_flatten(self.module(*args, **kwargs))
+        _OUT_SPECS[self] = spec  # kept outside the module: the tracer restores the module's own attributes
+        return tuple(flat)
+
+
+class _Traced:
+    """One traced pipeline for one micro-batch layout: the schedule, the model's output structure,
+    and which of the flattened inputs the first stage takes."""
+
+    def __init__(self, schedule: Any, flat: _Flat, used: list[int]) -> None:
+        self.schedule, self.flat, self.used = schedule, flat, used
+
+    def outputs(self, output: Any) -> Any:
+        """The last stage's flat output in the model's own structure (a tensor, a dict, ...)."""
+        flat = list(output) if isinstance(output, (tuple, list)) else [output]
+        spec = self.flat.out_spec
+        if spec is None or spec.num_leaves != len(flat):
+            raise ValueError("the pipeline's last stage does not compute every output of the model (an output "
+                             "that returns an input unchanged has no stage); return only computed tensors")
+        return tree_unflatten(flat, spec)
 
 
 class PipelinedModel(torch.nn.Module):
@@ -102,18 +182,21 @@ class PipelineStrategy(DistributedStrategy):
         if n_microbatches is not None and n_microbatches < 1:
             raise ValueError(f"n_microbatches must be at least 1, got {n_microbatches}")
         self.schedule, self.n_microbatches = schedule, n_microbatches
-        self.processes = 1
         self.last_losses: list[torch.Tensor] = []
 
     def setup(self, device: str) -> None:
         super().setup(device)
-        self.processes = self.world_size
-        self.world_size = 1  # one data-parallel replica: every process reads the same batches
         if self.n_microbatches is None:
-            self.n_microbatches = 2 * self.processes
-        if self.schedule == "1f1b" and self.n_microbatches < self.processes:
-            raise ValueError(f"schedule 1f1b needs n_microbatches >= {self.processes} (the number of stages), "
+            self.n_microbatches = 2 * self.world_size
+        if self.schedule == "1f1b" and self.n_microbatches < self.world_size:
+            raise ValueError(f"schedule 1f1b needs n_microbatches >= {self.world_size} (the number of stages), "
                              f"got {self.n_microbatches}")
+
+    @property
+    def topology(self) -> Topology:
+        """One data-parallel replica whose stages are the processes: every process reads the same batches."""
+        return Topology(world_size=self.world_size, rank=self.rank, local_rank=self.local_rank,
+                        dp_size=1, dp_rank=0, pp_size=self.world_size)
 
     @property
     def stage_index(self) -> int:
@@ -121,25 +204,17 @@ class PipelineStrategy(DistributedStrategy):
 
     @property
     def is_last(self) -> bool:
-        return self.rank == self.processes - 1
+        return self.rank == self.world_size - 1
 
     def prepare_model(self, model: torch.nn.Module, *, channels_last: bool = False) -> torch.nn.Module:
         model = super().prepare_model(model, channels_last=channels_last)
         wrapped = PipelinedModel(model, self)
-        wrapped.split_at = choose_splits(model, self.splits, self.processes)
+        wrapped.split_at = choose_splits(model, self.splits, self.world_size)
         return wrapped
 
     def unwrap(self, model: torch.nn.Module) -> torch.nn.Module:
         model = getattr(model, "_orig_mod", model)
         return model.module if isinstance(model, PipelinedModel) else model
-
-    def loader(self, dataset: Any, *, batch_size: int, shuffle: bool, seed: int, epoch: int = 0,
-               skip_batches: int = 0, drop_last: bool = False, num_workers: int = 0,
-               collate: Any = None) -> Any:
-        """The whole batch on every process: the first stage needs the inputs, the last the targets."""
-        return make_loader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
-                           skip_batches=skip_batches, drop_last=drop_last, rank=0, world_size=1,
-                           num_workers=num_workers, collate=collate, pin_memory=self.device.type == "cuda")
 
     # -- stepping -----------------------------------------------------------------------------
 
@@ -147,23 +222,32 @@ class PipelineStrategy(DistributedStrategy):
         """Micro-batch count and schedule for a batch of ``n``: equal micro-batches (traced
         stages have fixed shapes); 1F1B falls back to GPipe when no divisor is large enough."""
         m = max(d for d in range(1, min(n, self.n_microbatches or 1) + 1) if n % d == 0)
-        if self.schedule == "1f1b" and m >= self.processes:
+        if self.schedule == "1f1b" and m >= self.world_size:
             return m, "1f1b"
         return m, "gpipe"
 
-    def _get_schedule(self, model: PipelinedModel, inputs: torch.Tensor, kind: str, m: int) -> Any:
+    def _trace(self, model: PipelinedModel, leaves: list[torch.Tensor], in_spec: TreeSpec, kind: str,
+               m: int) -> _Traced:
+        """The traced stages and schedule for micro-batches shaped as ``leaves`` (built once per layout)."""
         from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe, SplitPoint, pipeline
 
-        key = (tuple(inputs.shape), inputs.dtype, kind, m)
+        key = (str(in_spec), tuple((tuple(t.shape), t.dtype) for t in leaves), kind, m)
         if key not in model.schedules:
-            mb = inputs[: inputs.shape[0] // m]
-            pipe = pipeline(model.module, mb_args=(mb,), split_spec={s: SplitPoint.BEGINNING for s in model.split_at})
-            if pipe.num_stages != self.processes:
-                raise RuntimeError(f"tracing gave {pipe.num_stages} stages for {self.processes} processes")
+            flat = _Flat(model.module, in_spec)
+            pipe = pipeline(flat, mb_args=tuple(leaves),
+                            split_spec={f"module.{s}": SplitPoint.BEGINNING for s in model.split_at})
+            if pipe.num_stages != self.world_size:
+                raise RuntimeError(f"tracing gave {pipe.num_stages} stages for {self.world_size} processes")
+            # the first stage takes only the inputs it reads, in the order its call in the graph names them
+            graph = pipe.split_gm.graph
+            names = [n.name for n in graph.nodes if n.op == "placeholder"]
+            first = next(iter(pipe.split_gm.named_children()))[0]
+            call = next(n for n in graph.nodes if n.op == "call_module" and n.target == first)
+            used = [names.index(a.name) for a in call.args if getattr(a, "name", None) in names]
             stage = pipe.build_stage(self.stage_index, self.device)
-            model.owned = set(pipe.get_stage_module(self.stage_index).state_dict())
+            model.owned = {k.removeprefix("module.") for k in pipe.get_stage_module(self.stage_index).state_dict()}
             cls = Schedule1F1B if kind == "1f1b" else ScheduleGPipe
-            model.schedules[key] = cls(stage, n_microbatches=m, loss_fn=self._loss_proxy)
+            model.schedules[key] = _Traced(cls(stage, n_microbatches=m, loss_fn=self._loss_proxy), flat, used)
         return model.schedules[key]
 
     def _loss_proxy(self, output: Any, target: Any) -> torch.Tensor:
@@ -171,39 +255,50 @@ class PipelineStrategy(DistributedStrategy):
 
     def forward_backward(self, model: torch.nn.Module, batch: Any, loss_fn: Callable[..., Any], *,
                          autocast: contextlib.AbstractContextManager[Any], scale: float,
-                         scaler: Any = None) -> tuple[torch.Tensor, Any]:
+                         scaler: Any = None, split: Callable[[Any, int], list[Any]] | None = None,
+                         ) -> tuple[torch.Tensor, Any]:
+        """Cut the batch with the task's ``split`` (default: :func:`~bestiary.engine.tasks.split_samples`),
+        run the schedule, and return the mean of the micro-batch losses on every rank."""
         if scaler is not None:
             raise ValueError("the pipeline strategy does not support fp16 loss scaling; use --precision bf16 or fp32")
-        if not (isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(batch[0], torch.Tensor)):
-            raise ValueError("the pipeline strategy supports tasks whose batches are (inputs, targets) with one "
-                             "input tensor (image-classification); this task's batch is "
-                             f"{type(batch).__name__}")
         if not isinstance(model, PipelinedModel):
             raise TypeError("forward_backward needs the model returned by prepare_model (torch.compile is not "
                             "supported with the pipeline strategy)")
-        inputs, targets = batch[0], batch[1]
+        micro, leaves, spec, kind = self._inputs(batch, loss_fn, split)
+        traced = self._trace(model, leaves[0], spec, kind, len(micro))
 
         def stage_loss(output: Any, target: Any) -> torch.Tensor:
-            # the task's loss(model, batch) with the last stage's output in place of the model
-            value, _ = loss_fn(_Returns(output), (inputs, target))
+            # the task's loss(model, micro-batch) with the last stage's output in place of the model
+            value, _ = loss_fn(_Returns(traced.outputs(output)), target)
             return value * scale
 
         self._current_loss = stage_loss
-        m, kind = self._microbatches(inputs.shape[0])
-        schedule = self._get_schedule(model, inputs, kind, m)
-        losses: list[torch.Tensor] = []
+        step: dict[str, Any] = {}
+        if self.stage_index == 0:
+            step["arg_mbs"] = [tuple(mb[i] for i in traced.used) for mb in leaves]
+        if self.is_last:
+            step.update(target_mbs=micro, losses=[])
         with autocast:
-            if self.stage_index == 0:
-                schedule.step(inputs, target=targets if self.is_last else None, losses=losses)
-            elif self.is_last:
-                schedule.step(target=targets, losses=losses)
-            else:
-                schedule.step()
+            traced.schedule.step(**step)
+        losses = step.get("losses") or []
         loss = torch.stack([v.detach().float() for v in losses]).mean() / scale if losses \
             else torch.zeros((), device=self.device)
         self.last_losses = [v.detach() / scale for v in losses]
-        dist.broadcast(loss, src=self.processes - 1)  # every rank logs the same loss
+        dist.broadcast(loss, src=self.world_size - 1)  # every rank logs the same loss
         return loss, None
+
+    def _inputs(self, batch: Any, loss_fn: Callable[..., Any], split: Callable[[Any, int], list[Any]] | None,
+                ) -> tuple[list[Any], list[list[torch.Tensor]], TreeSpec, str]:
+        """The micro-batches, the model's flattened arguments for each, their structure and the
+        schedule for that many micro-batches."""
+        m, kind = self._microbatches(_first_dim(tree_flatten(model_arguments(loss_fn, batch))[0]))
+        micro = split(batch, m) if split is not None else split_samples(batch, m)
+        flats = [tree_flatten(model_arguments(loss_fn, mb)) for mb in micro]
+        others = sorted({type(t).__name__ for flat, _ in flats for t in flat if not isinstance(t, torch.Tensor)})
+        if others:
+            raise ValueError(f"the pipeline strategy passes tensors between stages, but the task gives the model "
+                             f"{', '.join(others)} values too; make the model's arguments tensors")
+        return micro, [flat for flat, _ in flats], flats[0][1], kind
 
     def clip_gradients(self, model: torch.nn.Module, max_norm: float) -> torch.Tensor:
         # each parameter lives on one stage: sum the squares over stages
@@ -217,18 +312,6 @@ class PipelineStrategy(DistributedStrategy):
             g.mul_(coef.to(g.dtype))
         return norm
 
-    def reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
-        """Every process evaluated the same data, so a sum counts it once: the mean over processes."""
-        out = tensor.clone()
-        if op in ("sum", "mean"):
-            dist.all_reduce(out, op=dist.ReduceOp.SUM)
-            return out / self.processes
-        dist.all_reduce(out, op=_OPS[op])
-        return out
-
-    def gather(self, rows: torch.Tensor) -> torch.Tensor:
-        return rows  # every process already holds every row
-
     # -- state --------------------------------------------------------------------------------
 
     def sync(self, model: PipelinedModel) -> None:
@@ -236,7 +319,7 @@ class PipelineStrategy(DistributedStrategy):
         if model.owned is None:  # nothing traced, nothing trained: every copy is the initial one
             return
         own = {k: v.detach().cpu() for k, v in model.module.state_dict().items() if k in model.owned}
-        parts: list[Any] = [None] * self.processes
+        parts: list[Any] = [None] * self.world_size
         dist.all_gather_object(parts, own)
         merged = {k: v for part in parts for k, v in part.items()}
         model.module.load_state_dict(merged, strict=False)
@@ -252,7 +335,7 @@ class PipelineStrategy(DistributedStrategy):
         from bestiary.engine import checkpoint as ckpt
 
         state = self.model_state(model)  # a collective: every rank takes part
-        optim = [None] * self.processes
+        optim: list[Any] = [None] * self.world_size
         dist.all_gather_object(optim, optimizer.state_dict())
         if self.is_main:
             ckpt.save(path, model=state, optimizer={"stages": optim}, extra=extra)

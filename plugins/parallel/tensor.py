@@ -4,12 +4,12 @@ The plan comes from the architecture entry's ``metadata["parallel"]["tensor_plan
 patterns (``*`` stands for one name component) mapped to ``"colwise"`` or ``"rowwise"``. The run
 engine hands that metadata to the strategy as the ``parallel`` option, so this module has no
 model-specific code. Every process computes on the same batch; only the weights are split, so
-the processes form one data-parallel replica (``world_size`` is 1 for the trainer's batch
-arithmetic, ``processes`` counts the group).
+the processes form one data-parallel replica (the topology's ``dp_size`` is 1, ``tp_size`` the
+number of processes).
 
 With the ``dp`` option above 1 the processes form a 2-D mesh ``(dp, tp)``: ``tp = processes // dp``
 consecutive ranks split the weights as above, and the ``dp`` such groups shard the (already split)
-parameters with FSDP2 ``fully_shard`` and read different batches. ``world_size`` is then ``dp``.
+parameters with FSDP2 ``fully_shard`` and read different batches (``dp_size`` is ``dp``).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from bestiary.engine.data import make_loader
+from bestiary.engine.topology import Topology
 
-from .distributed import _OPS, DistributedStrategy
+from .distributed import DistributedStrategy
 from .fsdp import _no_gradient_sync, find_blocks
 
 #: ``colwise``: output features split (the next layer takes them sharded); ``rowwise``: input
@@ -89,10 +89,9 @@ class TensorParallelStrategy(DistributedStrategy):
             raise ValueError(f"tensor strategy option dp={self.dp} must be at least 1")
         blocks = (parallel or {}).get("fsdp_blocks")
         self.blocks = [blocks] if isinstance(blocks, str) else (list(blocks) if blocks else None)
-        self.processes = 1
         self.tp_mesh: Any = None
         self.dp_mesh: Any = None  # the data-parallel dimension, with dp > 1 only
-        self.dp_group: Any = None
+        self._topology: Topology | None = None
 
     def setup(self, device: str) -> None:
         from torch.distributed.device_mesh import init_device_mesh  # only multi-process runs need it
@@ -100,16 +99,20 @@ class TensorParallelStrategy(DistributedStrategy):
         processes = dist.get_world_size() if dist.is_initialized() else int(os.environ.get("WORLD_SIZE", "1"))
         dp, tp = mesh_shape(processes, self.dp)  # before joining: a wrong dp fails on every rank at once
         super().setup(device)
-        self.processes = self.world_size
+        # the mesh is (dp, tp) row-major: tp consecutive ranks split one replica's weights
+        self._topology = Topology(world_size=self.world_size, rank=self.rank, local_rank=self.local_rank,
+                                  dp_size=dp, dp_rank=self.rank // tp, tp_size=tp)
         if dp == 1:
-            self.world_size = 1  # one data-parallel replica: every process consumes the same batches
-            self.mesh = init_device_mesh(self.device.type, (self.processes,), mesh_dim_names=("tp",))
+            self.mesh = init_device_mesh(self.device.type, (self.world_size,), mesh_dim_names=("tp",))
             self.tp_mesh, self.dp_mesh = self.mesh, None
             return
         self.mesh = init_device_mesh(self.device.type, (dp, tp), mesh_dim_names=("dp", "tp"))
         self.tp_mesh, self.dp_mesh = self.mesh["tp"], self.mesh["dp"]
-        self.dp_group = self.dp_mesh.get_group()
-        self.world_size = dp  # batches per optimizer step: one per tensor-parallel group
+
+    @property
+    def topology(self) -> Topology:
+        """``dp`` replicas of ``tp`` processes each (before :meth:`setup`: one process)."""
+        return self._topology or super().topology
 
     def prepare_model(self, model: torch.nn.Module, *, channels_last: bool = False) -> torch.nn.Module:
         from torch.distributed.tensor import Replicate
@@ -131,36 +134,6 @@ class TensorParallelStrategy(DistributedStrategy):
 
     def no_sync(self, model: torch.nn.Module) -> Any:
         return _no_gradient_sync(model)  # a no-op unless the model is sharded over dp
-
-    def loader(self, dataset: Any, *, batch_size: int, shuffle: bool, seed: int, epoch: int = 0,
-               skip_batches: int = 0, drop_last: bool = False, num_workers: int = 0,
-               collate: Any = None) -> Any:
-        """The whole batch on every process of a tensor-parallel group: its ranks split weights,
-        not data; with ``dp > 1`` each group reads its own share."""
-        rank, world = (self.dp_mesh.get_local_rank(), self.world_size) if self.dp_mesh is not None else (0, 1)
-        return make_loader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
-                           skip_batches=skip_batches, drop_last=drop_last, rank=rank, world_size=world,
-                           num_workers=num_workers, collate=collate, pin_memory=self.device.type == "cuda")
-
-    def reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
-        """Every process of a tensor-parallel group saw the same data, so a sum counts it once: the
-        mean over processes, or with ``dp > 1`` the sum over one rank of each group."""
-        out = tensor.clone()
-        if self.dp_group is not None:
-            dist.all_reduce(out, op=_OPS["sum" if op == "mean" else op], group=self.dp_group)
-            return out / self.world_size if op == "mean" else out
-        if op in ("sum", "mean"):
-            dist.all_reduce(out, op=dist.ReduceOp.SUM)
-            return out / self.processes
-        dist.all_reduce(out, op=_OPS[op])
-        return out
-
-    def gather(self, rows: torch.Tensor) -> torch.Tensor:
-        if self.dp_group is None:
-            return rows  # every process already holds every row
-        parts: list[Any] = [None] * self.world_size
-        dist.all_gather_object(parts, rows.cpu(), group=self.dp_group)  # one rank of each group
-        return torch.cat(parts).to(rows.device)
 
     def clip_gradients(self, model: torch.nn.Module, max_norm: float) -> torch.Tensor:
         """The norm over whole tensors (torch's clip_grad_norm_ refuses a mix of sliced and plain

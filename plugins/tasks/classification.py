@@ -32,6 +32,15 @@ class ImageClassification(Task):
     def batch_size(self, batch: Any) -> int:
         return int(batch[0].shape[0])
 
+    def split_batch(self, batch: Any, n: int) -> list[Any]:
+        """``(images, labels)`` cut into ``n`` along the samples; labels may be indices ``[B]`` or
+        class probabilities ``[B, C]`` (mixup), cut the same way."""
+        images, labels = batch[0], batch[1]
+        if not 1 <= n <= images.shape[0]:
+            raise ValueError(f"cannot cut a batch of {images.shape[0]} images into {n} micro-batches; "
+                             f"choose between 1 and {images.shape[0]} (strategy_options.n_microbatches)")
+        return list(zip(images.tensor_split(n), labels.tensor_split(n)))
+
     def write_report(self, results: Mapping[str, Any], info: Mapping[str, Any], directory: Path) -> list[Path]:
         return write_classification_report(results, info, directory)
 

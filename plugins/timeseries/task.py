@@ -20,7 +20,7 @@ from typing import Any
 
 import torch  # task adapters compute losses; only runs import this module
 from bestiary.engine.data import Data
-from bestiary.engine.tasks import Task
+from bestiary.engine.tasks import Task, sample_bounds
 
 #: Keys of the dataset info that architecture factories may take.
 MODEL_KWARGS = ("prediction_length", "context_length", "freq", "num_time_features", "season_length")
@@ -64,6 +64,23 @@ class Forecasting(Task):
 
     def batch_size(self, batch: Any) -> int:
         return int(batch["past_target"].shape[0])
+
+    def split_batch(self, batch: Any, n: int) -> list[Any]:
+        """The dict cut into ``n`` dicts of consecutive windows: every per-window tensor ``[B, ...]``
+        and per-window list (``item_id``, ``forecast_start``, ``timestamps``) is cut; other values
+        (quantile ``levels``) go to each part unchanged."""
+        size = self.batch_size(batch)
+        if not 1 <= n <= size:
+            raise ValueError(f"cannot cut a batch of {size} windows into {n} micro-batches; "
+                             f"choose between 1 and {size} (strategy_options.n_microbatches)")
+        bounds = sample_bounds(size, n)
+        parts: list[dict[str, Any]] = [{} for _ in range(n)]
+        for key, value in batch.items():
+            per_window = (isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == size) or \
+                (isinstance(value, (list, tuple)) and len(value) == size)
+            for i, part in enumerate(parts):
+                part[key] = value[bounds[i]:bounds[i + 1]] if per_window else value
+        return parts
 
     def loss(self, model: torch.nn.Module, batch: Any, *, label_smoothing: float = 0.0) -> tuple[torch.Tensor, Any]:
         out = model(batch)

@@ -103,7 +103,7 @@ def test_microbatch_choice():
     from bestiary.plugins.parallel.pipeline import PipelineStrategy
 
     s = PipelineStrategy(parallel=parzoo.PARALLEL, schedule="1f1b", n_microbatches=4)
-    s.processes = 2
+    s.world_size = 2  # as setup finds it under torchrun with 2 processes
     assert s._microbatches(16) == (4, "1f1b")
     assert s._microbatches(6) == (3, "1f1b")  # largest divisor: micro-batches must be equal
     assert s._microbatches(7) == (1, "gpipe")  # 1f1b needs at least one micro-batch per stage
@@ -165,6 +165,10 @@ def test_tensor_one_step_matches_one_process(host, launched, tmp_path):
         assert r["tensor"]["accuracy"] == summary["final"]["accuracy"]
     resolved = json.loads((out / "tensor" / "config.json").read_text())["resolved"]
     assert resolved["strategy"].endswith(":tensor")
+    # the true process count, and how the strategy used them: one replica split over 2 processes
+    assert resolved["world_size"] == 2
+    assert resolved["topology"] == {"world_size": 2, "rank": 0, "dp_size": 1, "dp_rank": 0, "tp_size": 2,
+                                    "pp_size": 1, "local_rank": 0}
 
 
 @pytest.mark.slow
@@ -175,6 +179,33 @@ def test_pipeline_one_step_matches_one_process(host, launched, tmp_path):
     for r in ranks:
         assert r["pipeline"]["loss"] == pytest.approx(summary["final"]["loss"], abs=1e-5)
         assert r["pipeline"]["accuracy"] == summary["final"]["accuracy"]
+    resolved = json.loads((out / "pipeline" / "config.json").read_text())["resolved"]
+    assert resolved["world_size"] == 2
+    assert resolved["topology"] == {"world_size": 2, "rank": 0, "dp_size": 1, "dp_rank": 0, "tp_size": 1,
+                                    "pp_size": 2, "local_rank": 0}
+
+
+@pytest.mark.slow
+def test_pipeline_trains_a_forecaster_on_dict_batches(host, launched, tmp_path):
+    """The forecasting task cuts its dict batches; the model's dict in and dict out cross the stages."""
+    from bestiary.engine.trainer import train
+    from safetensors.torch import load_file
+    from worker import forecast_config
+
+    out, ranks = launched
+    summary = train(forecast_config(tmp_path, "single_forecast", "single"))
+    reference = load_file(str(tmp_path / "single_forecast" / "model" / "model.safetensors"))
+    import torch
+
+    torch.manual_seed(forecast_config(tmp_path, "x", "single").seed)
+    initial = parzoo.par_forecaster().state_dict()
+    assert max(float((reference[k] - initial[k]).abs().max()) for k in initial) > 1e-4  # the steps moved it
+    _compare(out, "pipeline_forecast", reference, 1e-5)
+    for r in ranks:
+        for name in ("loss", "mae", "rmse"):
+            assert r["pipeline_forecast"][name] == pytest.approx(summary["final"][name], abs=1e-5), name
+    saved = json.loads((out / "pipeline_forecast" / "config.json").read_text())["resolved"]
+    assert saved["world_size"] == 2 and saved["topology"]["pp_size"] == 2
 
 
 @pytest.mark.slow
@@ -263,6 +294,9 @@ def test_tensor_2d_matches_one_process_on_the_global_batch(host, launched_2d, tm
         assert r["final"]["accuracy"] == summary["final"]["accuracy"]
     saved = json.loads((out / "tensor2d" / "config.json").read_text())
     assert saved["resolved"]["strategy"].endswith(":tensor")
+    assert saved["resolved"]["world_size"] == 4
+    assert saved["resolved"]["topology"] == {"world_size": 4, "rank": 0, "dp_size": 2, "dp_rank": 0, "tp_size": 2,
+                                             "pp_size": 1, "local_rank": 0}
     assert saved["config"]["strategy_options"] == {"dp": 2}
 
 

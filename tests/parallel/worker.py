@@ -26,6 +26,11 @@ def config(out: Path, name: str, strategy: str, **kw):  # shared with the test's
                      optimizer="sgd", lr=0.1, seed=3, label_smoothing=0.1, clip_grad_norm=0.05, schedule="constant", quiet=True, run_dir=str(out / name), **kw)
 
 
+def forecast_config(out: Path, name: str, strategy: str):  # shared with the test's reference
+    return RunConfig(arch="par_forecaster", dataset="sine", strategy=strategy, max_steps=2, batch_size=8, epochs=1,
+                     optimizer="sgd", lr=0.05, seed=5, schedule="constant", quiet=True, run_dir=str(out / name))
+
+
 def micro_losses(schedule: str) -> dict:
     from bestiary.plugins.parallel.pipeline import PipelineStrategy
 
@@ -130,6 +135,7 @@ def main() -> None:
     host.add_plugin(parzoo, "parzoo")
     results = {"tensor": train(config(out, "tensor", "tensor"))["final"],
                "pipeline": train(config(out, "pipeline", "pipeline"))["final"],
+               "pipeline_forecast": train(forecast_config(out, "pipeline_forecast", "pipeline"))["final"],
                "vit": vit_tensor(), "ckpt_tensor": checkpoint_roundtrip("tensor", out),
                "ckpt_pipeline": checkpoint_roundtrip("pipeline", out), "gpipe": micro_losses("gpipe"), "1f1b": micro_losses("1f1b")}
     (out / f"rank{dist.get_rank()}.json").write_text(json.dumps(results))
