@@ -210,8 +210,8 @@ class Specimens:
     @staticmethod
     @hookimpl
     def register_metrics(register):  # type: ignore[no-untyped-def]
-        register("mean_of_means", mean_of_means, task="forecasting")
-        register("taskless", mean_of_means)
+        register("mean_of_means", mean_of_means, task="forecasting", metadata={"higher_is_better": False})
+        register("taskless", mean_of_means, metadata={"higher_is_better": False})
 
     @staticmethod
     @hookimpl
