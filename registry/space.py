@@ -25,6 +25,8 @@ _NEEDS = {"float": ("low", "high"), "int": ("low", "high"), "categorical": ("cho
 GRID_POINTS = 4
 #: At most this many values when an integer range becomes a list of SageMaker choices.
 MAX_CHOICES = 30
+#: The exception a caller wants for a malformed space (``Param`` has a field named ``type``).
+ErrorType = type[Exception]
 
 
 def _number(x: Any) -> bool:
@@ -53,7 +55,7 @@ class Param:
     choices: tuple[Any, ...] = ()
 
     @classmethod
-    def parse(cls, name: str, spec: Any, where: str = "search space", error: type[Exception] = ValueError) -> Param:
+    def parse(cls, name: str, spec: Any, where: str = "search space", error: ErrorType = ValueError) -> Param:
         """A parameter from its JSON table; ``error`` (with ``where`` and the remedy) when malformed."""
         at = f"{where}[{name!r}]"
         if not isinstance(spec, Mapping) or spec.get("type") not in TYPES:
@@ -114,7 +116,7 @@ class Param:
             return IntDistribution(int(self.low or 0), int(self.high or 0), log=self.log, step=int(self.step or 1))
         return FloatDistribution(float(self.low or 0.0), float(self.high or 0.0), log=self.log, step=self.step)
 
-    def to_sagemaker(self, *, grid: bool = False, error: type[Exception] = ValueError) -> dict[str, Any]:
+    def to_sagemaker(self, *, grid: bool = False, error: ErrorType = ValueError) -> dict[str, Any]:
         """This parameter as a SageMaker parameter range (JSON): ``{"kind": "Continuous", "min",
         "max", "scaling"}``, ``Integer`` alike, or ``{"kind": "Categorical", "values"}``.
 
@@ -152,7 +154,7 @@ class SearchSpace(Mapping[str, Param]):
 
     @classmethod
     def parse(cls, space: Mapping[str, Any] | SearchSpace | None, where: str = "search space",
-              error: type[Exception] = ValueError) -> SearchSpace:
+              error: ErrorType = ValueError) -> SearchSpace:
         """Validate a space of JSON tables (or pass a parsed one through).
 
         :param space: ``{name: {"type": ..., ...}}``.
@@ -207,6 +209,6 @@ class SearchSpace(Mapping[str, Param]):
         """``{name: optuna distribution}``."""
         return {p.name: p.to_optuna() for p in self.params}
 
-    def to_sagemaker(self, *, grid: bool = False, error: type[Exception] = ValueError) -> dict[str, dict[str, Any]]:
+    def to_sagemaker(self, *, grid: bool = False, error: ErrorType = ValueError) -> dict[str, dict[str, Any]]:
         """``{name: SageMaker parameter range}`` (see :meth:`Param.to_sagemaker`)."""
         return {p.name: p.to_sagemaker(grid=grid, error=error) for p in self.params}

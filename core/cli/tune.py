@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..engine.interrupt import EXIT_SIGINT
 from ..launch.options import remote_options
 from ..launch.tune_remote import refuse_remote_options
 from .options import build_config, run_options
@@ -106,7 +107,7 @@ def tune_command(arch: str, launcher: str, as_json: bool, **options: Any) -> Non
         print_result(result)
     if result.get("interrupted"):
         click.echo("interrupted; run the same command again to continue the study", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_SIGINT)
 
 
 def print_result(result: dict[str, Any]) -> None:
