@@ -101,9 +101,11 @@ def method(cell: Cell, repeats: int, info: dict[str, Any]) -> dict[str, Any]:
     import bestiary
     import torch  # every measurement but the registry's has imported it already
 
+    from ..engine.strategy import resolve_device
+
     device = str(info.get("device") or cell.config.get("device") or cell.settings.get("device") or "auto")
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(device).type
     if device.startswith("cuda") and torch.cuda.is_available():
         name = torch.cuda.get_device_name(torch.device(device))
     else:
