@@ -83,15 +83,12 @@ def measure(cell: Cell, workdir: Path, repeat: int) -> dict[str, Any]:
 
 
 def mode_of(metric: str, monitor_mode: str, monitor: str) -> str:
-    """``max`` or ``min`` for ``metric``: the registry's ``higher_is_better``, else the monitor's mode."""
-    if metric == monitor:
-        return monitor_mode
-    if metric == "loss":
-        return "min"
-    from .runner import higher_is_better
+    """``max`` or ``min`` for ``metric``: the monitor's mode for the monitor, else as its metric
+    entry declares (the monitor's mode for a value that is no score)."""
+    from .runner import direction
 
-    higher = higher_is_better(metric)
-    return monitor_mode if higher is None else "max" if higher else "min"
+    judged = direction(metric, monitor_mode, monitor)
+    return monitor_mode if judged is None else "max" if judged == "higher" else "min"
 
 
 def time_to_target(run_dir: Path, target: dict[str, Any], started_wall: float, mode: str) -> float | None:

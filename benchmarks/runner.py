@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..registry.direction import metric_direction
 from .method import cpu_name, usable_cpus, version
 from .suite import Cell, Suite
 
 RESULTS = "results.jsonl"
 
-#: metric names (or suffixes) whose direction is known without the registry
+#: measurement names (or suffixes) that no metric entry has, and their direction
 LOWER = ("loss", "_s", "_ms", "_us", "_mb", "heavy_modules")
 HIGHER = ("_per_s", "_ratio")
 NEUTRAL = ("params_m", "gmacs", "modules")
@@ -43,25 +44,29 @@ def measure_fn(measure: str) -> Callable[[Cell, Path, int], dict[str, Any]]:
 
 
 def direction(metric: str, mode: str | None = None, primary: str | None = None) -> str | None:
-    """``higher``, ``lower`` or ``None`` (not a score: parameters, GMACs) for a metric name."""
+    """``higher``, ``lower`` or ``None`` (not a score: parameters, GMACs) for a metric name: as the
+    cell's run monitored it, else as its metric entry declares, else by the measurement's name."""
     if metric == primary and mode in ("max", "min"):
         return "higher" if mode == "max" else "lower"
+    if is_metric(metric):
+        found = metric_direction(metric, _registry())
+        return None if found is None else "higher" if found == "max" else "lower"
     if metric in NEUTRAL:
         return None
     if metric.endswith(HIGHER):
         return "higher"
-    if metric == "loss" or metric.endswith(LOWER):
-        return "lower"
-    higher = higher_is_better(metric)
-    return None if higher is None else "higher" if higher else "lower"
+    return "lower" if metric.endswith(LOWER) else None
 
 
-def higher_is_better(metric: str) -> bool | None:
-    """What the registered metric entry of this name declares, or ``None``."""
-    from ..host import get_host
+def is_metric(metric: str) -> bool:
+    """Whether ``metric`` is the loss or a metric entry (rather than a measurement of the bench)."""
+    return metric == "loss" or metric in _registry().table("metrics")
 
-    table = get_host().registry.table("metrics")
-    return table.get(metric).metadata.get("higher_is_better") if metric in table else None
+
+def _registry() -> Any:
+    from ..host import get_host  # loads plugins: only once a row is judged
+
+    return get_host().registry
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -96,9 +101,11 @@ def method(cell: Cell, repeats: int, info: dict[str, Any]) -> dict[str, Any]:
     import bestiary
     import torch  # every measurement but the registry's has imported it already
 
+    from ..engine.strategy import resolve_device
+
     device = str(info.get("device") or cell.config.get("device") or cell.settings.get("device") or "auto")
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(device).type
     if device.startswith("cuda") and torch.cuda.is_available():
         name = torch.cuda.get_device_name(torch.device(device))
     else:

@@ -9,7 +9,7 @@ memory format, eager or compiled:
   model's step and the trainer around it, not an input pipeline. A global optimizer step
   post-hook stamps the end of each step (on CUDA, synchronised at the window's two ends); samples/s
   is ``iterations * batch`` over the window after the warm-up steps (compilation happens there);
-* **bare** (``bare = true``): a hand-written PyTorch loop doing the same work (the model built by
+* **bare** (``bare = true``): the hand-written loop of :mod:`bestiary.benchmarks.baseline`, doing the same work (the model built by
   the registry after the same seed, the same optimizer and parameter groups, autocast, memory
   format, ``torch.compile``, the same batch), timed by the same clock; ``bare_ratio`` is
   training samples/s over the bare loop's;
@@ -23,7 +23,6 @@ out of memory the batch is halved and the cell measured again (``batch_used``, `
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import shutil
 import time
@@ -32,7 +31,9 @@ from typing import Any
 
 from bestiary import hookimpl
 
+from .baseline import hand_loop
 from .suite import Cell
+from .timing import StepClock
 
 PLUGIN = "bench"
 DATASET = f"{PLUGIN}:device_batch"
@@ -152,14 +153,6 @@ def _sync(device: Any) -> None:
 # -- the measurement -------------------------------------------------------------------------
 
 
-def resolve_device(name: str) -> Any:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def measure(cell: Cell, workdir: Path, repeat: int) -> dict[str, Any]:
     """Measure one repeat of ``cell``, halving the batch on out-of-memory; ``{"metrics", "info"}``."""
     import torch
@@ -175,10 +168,13 @@ def measure(cell: Cell, workdir: Path, repeat: int) -> dict[str, Any]:
     if cell.precision not in ("fp32", "bf16"):
         raise ValueError(f"throughput measures fp32 or bf16, not {cell.precision} (fp16's grad scaler may skip "
                          "optimizer steps, which the step clock counts)")
-    device = resolve_device(str(s["device"]))
-    if device.type == "cuda" and not torch.cuda.is_available():
+    from bestiary.engine.strategy import resolve_device
+
+    try:
+        device = resolve_device(str(s["device"]))
+    except ValueError as exc:  # the engine's remedy names --device; a suite names its device
         raise RuntimeError("this cell measures on CUDA and torch sees no GPU here; run it on a GPU machine, "
-                           "or use a suite with device = \"auto\" or \"cpu\" (the `throughput` suite)")
+                           "or use a suite with device = \"auto\" or \"cpu\" (the `throughput` suite)") from exc
     requested = batch = cell.batch_size or 32
     halvings = 0
     while True:
@@ -213,6 +209,7 @@ def _model_kwargs(cell: Cell) -> tuple[Any, dict[str, Any], dict[str, Any]]:
 
 def _measure_at(cell: Cell, batch: int, device: Any, workdir: Path, repeat: int) -> dict[str, float]:
     import torch
+    from bestiary.engine.run import autocast
 
     s = cell.settings
     entry, kwargs, info = _model_kwargs(cell)
@@ -239,7 +236,7 @@ def _measure_at(cell: Cell, batch: int, device: Any, workdir: Path, repeat: int)
         forward = torch.compile(model) if cell.compile else model
         data = device_batch(batch, 1, info["input_size"], info["num_classes"], str(device), cell.channels_last, repeat)
         images = data.train.images
-        with torch.inference_mode(), _autocast(cell.precision, device):
+        with torch.inference_mode(), autocast(cell.precision, device):
             for _ in range(int(s["warmup"])):
                 forward(images)
             _sync(device)
@@ -278,21 +275,11 @@ def static_facts(entry: Any, kwargs: dict[str, Any], info: dict[str, Any]) -> di
     return dict(_STATIC[key])
 
 
-def _autocast(precision: str, device: Any) -> contextlib.AbstractContextManager[Any]:
-    import torch
-
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-
 def train_engine(cell: Cell, batch: int, device: Any, workdir: Path, repeat: int) -> dict[str, Any]:
     """Training samples/s of the engine's loop over ``warmup + iterations`` steps."""
     from bestiary.engine.config import RunConfig
     from bestiary.engine.trainer import train
     from bestiary.host import get_host
-
-    from .bench_trainer import StepClock
 
     s = cell.settings
     warmup, iterations = int(s["warmup"]), int(s["iterations"])
@@ -327,43 +314,25 @@ def train_engine(cell: Cell, batch: int, device: Any, workdir: Path, repeat: int
 
 def train_bare(cell: Cell, entry: Any, kwargs: dict[str, Any], info: dict[str, Any], batch: int, device: Any,
                repeat: int) -> dict[str, Any]:
-    """The minimal hand-written training loop doing the engine run's work, timed by the same clock."""
-    import torch
-    import torch.nn.functional as F
+    """The hand-written baseline loop doing the engine run's work, timed by the same clock."""
+    import itertools
 
-    from .bench_trainer import StepClock
+    import torch
 
     s = cell.settings
     warmup, iterations = int(s["warmup"]), int(s["iterations"])
     torch.manual_seed(repeat)
-    model = entry.build(**kwargs).to(device)
-    if cell.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    rest = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": 0.0}] + ([{"params": rest, "weight_decay": 0.0}] if rest else [])
-    if s["optimizer"] == "sgd":
-        optimizer: Any = torch.optim.SGD(groups, lr=LR["sgd"], momentum=0.9, nesterov=True)
-    else:
-        optimizer = torch.optim.AdamW(groups, lr=LR["adamw"])
-    forward = torch.compile(model) if cell.compile else model
+    model = entry.build(**kwargs)
     data = device_batch(batch, 1, info["input_size"], info["num_classes"], str(device), cell.channels_last, repeat)
-    images, labels = data.train.images, data.train.labels
-    amp = _autocast(cell.precision, device)
-    model.train()
+    steps = itertools.repeat((data.train.images, data.train.labels), warmup + iterations)
     clock = StepClock()
     try:
         clock.reset(warmup, iterations, str(device))
-        for _ in range(warmup + iterations):
-            with amp:
-                logits = forward(images)
-            loss = F.cross_entropy(logits.float(), labels)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        model, _ = hand_loop(model, steps, optimizer=str(s["optimizer"]), lr=LR[str(s["optimizer"])], device=device,
+                             precision=cell.precision, channels_last=cell.channels_last, compile=cell.compile)
         result = clock.result(warmup, iterations, batch)
     finally:
         clock.close()
     peak = _peak_mb(device)
-    del model, forward, optimizer, data, images, labels
+    del model, data, steps
     return {"samples_per_s": result["samples_per_s"], "step_ms": result["seconds"] / iterations * 1e3, "peak_mb": peak}

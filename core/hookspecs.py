@@ -115,7 +115,9 @@ def register_metrics(register: Register) -> None:
 
     A metric's factory returns an object that accumulates over batches and computes a value at
     the end, so that evaluating in one go and over many batches agree. Declare the ``task`` it
-    applies to and, in ``metadata``, whether larger is better (``{"higher_is_better": true}``).
+    applies to and, in ``metadata``, whether larger is better (``{"higher_is_better": true}``,
+    ``false``, or ``null`` for a value that is no score): a metric without it is refused, and
+    everything that ranks runs reads it there.
 
     :param register: callback adding one entry per call; see the module docstring for its
         arguments.

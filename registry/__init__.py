@@ -6,6 +6,7 @@ patterns and filters; errors that suggest close matches and name the command tha
 
 from __future__ import annotations
 
+from .direction import DIRECTION_KEY, metric_direction
 from .entry import Entry, Provenance
 from .errors import (
     AmbiguousEntryError,
@@ -17,20 +18,25 @@ from .errors import (
     UnknownKindError,
     singular,
 )
+from .space import Param, SearchSpace
 from .table import Registry, Table, name_matches
 
 __all__ = [
+    "DIRECTION_KEY",
     "AmbiguousEntryError",
     "DuplicateEntryError",
     "Entry",
     "InvalidEntryError",
     "LookupFailure",
+    "Param",
     "Provenance",
     "Registry",
     "RegistryError",
+    "SearchSpace",
     "Table",
     "UnknownEntryError",
     "UnknownKindError",
+    "metric_direction",
     "name_matches",
     "singular",
 ]

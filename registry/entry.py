@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from .direction import check_direction
 from .errors import InvalidEntryError, singular
+from .space import SearchSpace
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -110,7 +112,9 @@ class Entry:
                 raise InvalidEntryError(f"{what}: {attr} must hold JSON values only ({exc})") from None
             object.__setattr__(self, attr, MappingProxyType(dict(value)))
 
-        _check_search_space(what, self.search_space)
+        SearchSpace.parse(self.search_space, where=f"{what}: search_space", error=InvalidEntryError)
+        if self.kind == "metrics":
+            check_direction(what, self.metadata)
 
     def __hash__(self) -> int:
         return hash((self.kind, self.provenance.plugin, self.name))
@@ -173,22 +177,3 @@ class Entry:
             "metadata": dict(self.metadata),
         }
 
-
-_SPACE_KEYS = {"float": {"low", "high"}, "int": {"low", "high"}, "categorical": {"choices"}}
-
-
-def _check_search_space(what: str, space: Mapping[str, Any]) -> None:
-    """Each dimension is ``{"type": "float"|"int", "low", "high"[, "log", "step"]}`` or
-    ``{"type": "categorical", "choices": [...]}``."""
-    for key, spec in space.items():
-        where = f"{what}: search_space[{key!r}]"
-        if not isinstance(spec, Mapping) or spec.get("type") not in _SPACE_KEYS:
-            raise InvalidEntryError(f"{where} must be a mapping with type float, int or categorical, got {spec!r}")
-        missing = _SPACE_KEYS[spec["type"]] - set(spec)
-        if missing:
-            raise InvalidEntryError(f"{where} of type {spec['type']} needs {', '.join(sorted(missing))}")
-        if spec["type"] == "categorical":
-            if not isinstance(spec["choices"], list | tuple) or not spec["choices"]:
-                raise InvalidEntryError(f"{where}: choices must be a non-empty list")
-        elif not spec["low"] < spec["high"] or (spec.get("log") and spec["low"] <= 0):
-            raise InvalidEntryError(f"{where}: need low < high (and low > 0 with log), got {spec['low']}..{spec['high']}")

@@ -179,7 +179,7 @@ def test_hookimpl_on_a_class_instance_with_wrong_arguments():
     class Plugin:
         @hookimpl
         def register_metrics(self, register, extra):
-            register("never", "bestiary_fixtures.factories:make_thing")
+            register("never", "bestiary_fixtures.factories:make_thing", metadata={"higher_is_better": True})
 
     host = make_host("alpha")
     info = host.add_plugin(Plugin(), name="classy")
@@ -435,7 +435,7 @@ class RuntimePlugin:
 
     @hookimpl
     def register_metrics(self, register):
-        register("runtime_metric", lambda: "metric")
+        register("runtime_metric", lambda: "metric", metadata={"higher_is_better": True})
 
 
 def test_add_plugin_at_runtime():

@@ -494,3 +494,29 @@ def test_search_space_is_validated(space, message):
 def test_metadata_must_be_json():
     with pytest.raises(InvalidEntryError, match="metadata must hold JSON values only"):
         entry("net", metadata={"dtype": object()})
+
+
+@pytest.mark.parametrize(
+    "metadata,message",
+    [
+        ({}, "metric 'err' declares no direction: register it with metadata={'higher_is_better': True}"),
+        ({"higher_is_better": "yes"}, "metadata['higher_is_better'] must be True, False or None, got 'yes'"),
+    ],
+)
+def test_a_metric_entry_must_declare_its_direction(metadata, message):
+    with pytest.raises(InvalidEntryError, match=re.escape(message)):
+        entry("err", kind="metrics", metadata=metadata)
+    entry("net", metadata=metadata if isinstance(metadata.get("higher_is_better"), bool) else {})  # other kinds: no rule
+
+
+def test_metric_direction_is_read_from_the_entry():
+    from bestiary.registry import Registry, metric_direction
+
+    registry = Registry(["metrics"])
+    registry.add(entry("err", kind="metrics", metadata={"higher_is_better": False}))
+    registry.add(entry("acc", kind="metrics", metadata={"higher_is_better": True}))
+    registry.add(entry("matrix", kind="metrics", metadata={"higher_is_better": None}))
+    assert [metric_direction(n, registry) for n in ("err", "acc", "matrix", "loss")] == ["min", "max", None, "min"]
+    assert metric_direction(registry.table("metrics").get("alpha:err")) == "min"
+    with pytest.raises(UnknownEntryError):
+        metric_direction("nope", registry)

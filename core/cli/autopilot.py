@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from ..engine.interrupt import EXIT_SIGINT
+
 
 @click.command("autopilot")
 @click.option("--dataset", required=True, help="Dataset name (see `bestiary list datasets`).")
@@ -70,7 +72,7 @@ def autopilot_command(dataset: str, task: str, time_budget: str, metric: str | N
         _print(result)
     if result.get("interrupted"):
         click.echo("interrupted; run the same command again to continue", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_SIGINT)
 
 
 def _stderr(line: str) -> None:

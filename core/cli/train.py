@@ -9,12 +9,11 @@ from typing import Any
 
 import click
 
+from ..engine.interrupt import RESUME_FLAG, interrupted_exit_code
 from ..engine.rundir import RunDir
 from .launch import launch_options, pop_launch_options
 from .options import build_config, run_options
 from .submit import submit
-
-RESUME_FLAG = "--resume-existing"  # the launcher's flag for workers, as in bestiary.engine.launch
 
 
 @click.command("train")
@@ -89,7 +88,7 @@ def train_command(arch: str | None, resume: str | None, as_json: bool, resume_ex
     if summary["status"] == "interrupted":
         if main:
             click.echo(f"interrupted; continue with `bestiary train --resume {summary['run_dir']}`", err=True)
-        sys.exit(130 if summary.get("signal") == "SIGINT" else 143)
+        sys.exit(interrupted_exit_code(summary))
 
 
 def _launch(arch: str | None, resume: str | None, launcher: Any, launch: Any, options: dict[str, Any]) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..engine.interrupt import EXIT_SIGINT
 from .launch import pop_launch_options, remote_options
 from .options import build_config, run_options
 
@@ -103,7 +104,7 @@ def tune_command(arch: str, launcher: str, as_json: bool, **options: Any) -> Non
         print_result(result)
     if result.get("interrupted"):
         click.echo("interrupted; run the same command again to continue the study", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_SIGINT)
 
 
 #: Options of local studies that a remote search has no use for, and their defaults.

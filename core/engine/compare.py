@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from ..registry.direction import metric_direction
 from .index import RunsIndex
 from .rundir import RunDir
 
@@ -234,24 +235,22 @@ def differing_parameters(runs: list[Run]) -> dict[str, list[Any]]:
 
 
 def metric_mode(metric: str, runs: list[Run]) -> str:
-    """``max`` or ``min`` for ``metric``: as a run monitored it, else as its registry entry says
-    (``higher_is_better``), else ``min`` for loss- and error-like names and ``max`` otherwise."""
+    """``max`` or ``min`` for ``metric``: as a run monitored it, else as its metric entry declares
+    (:func:`~bestiary.registry.direction.metric_direction`); a name no installed plugin registers
+    (a run of a plugin since removed) is ``min`` when loss- or error-like, else ``max``."""
     for run in runs:
         best = run.summary.get("best") or {}
         if best.get("metric") == metric and best.get("mode") in ("max", "min"):
             return str(best["mode"])
         if run.resolved.get("monitor") == metric and run.resolved.get("mode") in ("max", "min"):
             return str(run.resolved["mode"])
-    lowered = metric.lower()
-    if any(part in lowered for part in LOWER_IS_BETTER):
-        return "min"
     try:
         from ..host import get_host  # loads plugins: only for metrics no run monitored
 
-        higher = get_host().registry.table("metrics").get(metric).metadata.get("higher_is_better")
-    except Exception:  # an unknown metric or a broken plugin must not stop a comparison
-        higher = None
-    return "min" if higher is False else "max"
+        return metric_direction(metric, get_host()) or "max"
+    except Exception:  # noqa: BLE001  (an unknown metric or a broken plugin must not stop a comparison)
+        lowered = metric.lower()
+        return "min" if any(part in lowered for part in LOWER_IS_BETTER) else "max"
 
 
 def _monitor(run: Run) -> str | None:

@@ -20,9 +20,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .config import RunConfig
-
-#: Set for workers so that a restarted worker resumes the run instead of refusing its directory.
-RESUME_FLAG = "--resume-existing"
+from .interrupt import RESUME_FLAG
 
 
 @dataclass(frozen=True)

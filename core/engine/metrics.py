@@ -11,9 +11,14 @@ replica.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any
 
 import torch  # metrics accumulate tensors; only runs import this module
+
+from ..errors import ConfigError
+from ..registry import Entry
+from ..registry.direction import metric_direction
 
 
 class Metric(ABC):
@@ -25,7 +30,8 @@ class Metric(ABC):
 
     :cvar reduction: ``"sum"``: :meth:`stats` returns a vector ``[size]`` that is summed;
         ``"cat"``: it returns rows ``[n, size]`` that are concatenated.
-    :cvar higher_is_better: direction for best-model tracking and early stopping.
+    :cvar higher_is_better: what the metric's entry declares in its metadata, which is what runs,
+        tuners and benchmarks read (:func:`monitor_mode`); the conformance kit checks both agree.
     """
 
     size: int = 2
@@ -67,3 +73,20 @@ class Metric(ABC):
         if isinstance(value, torch.Tensor):
             return float(value) if value.numel() == 1 else value.tolist()
         return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def monitor_mode(monitor: str, entries: Iterable[Entry]) -> str:
+    """``max`` or ``min`` for the metric a run monitors, as its entry declares (``loss``: ``min``).
+
+    :param monitor: the run's monitor: ``loss`` or the name of one of ``entries``.
+    :param entries: the run's metric entries.
+    :raises ConfigError: when the monitored value is no score.
+    """
+    if monitor == "loss":
+        return "min"
+    entry = next(e for e in entries if monitor in (e.name, e.qualified_name))
+    found = metric_direction(entry)
+    if found is None:
+        raise ConfigError(f"metric {monitor!r} is no score to monitor (its entry declares no direction); "
+                          "choose another --monitor, or give --mode max|min")
+    return found

@@ -25,6 +25,7 @@ from .artifact import save_model
 from .config import RunConfig
 from .data import batches_per_epoch, set_epoch
 from .evaluate import evaluate
+from .metrics import monitor_mode
 from .optim import DEFAULT_LR, build_optimizer, build_scheduler
 from .progress import Progress
 from .run import Parts, RunContext, architecture_kwargs, autocast, build_data, build_metrics, resolve
@@ -155,12 +156,7 @@ class Trainer:
         if monitor != "loss" and monitor not in metrics:
             raise ConfigError(f"monitor {monitor!r} is not among the run's metrics ({', '.join(['loss', *metrics])}); "
                               "choose one with --monitor NAME, or add it with --metric NAME")
-        if cfg.mode is not None:
-            mode = cfg.mode
-        elif monitor == "loss":
-            mode = "min"
-        else:
-            mode = "max" if metrics[monitor].higher_is_better else "min"
+        mode = cfg.mode if cfg.mode is not None else monitor_mode(monitor, parts.metrics)
         validation = data.validation
 
         # -- run directory and resume --------------------------------------------------------

@@ -38,8 +38,9 @@ from typing import Any
 from ..errors import ConfigError
 from ..host import PluginHost, get_host
 from ..registry import Entry
+from ..registry.space import SearchSpace
 from .budget import parse_duration
-from .space import apply_params, space_of, suggest, to_distributions
+from .space import apply_params, space_of, suggest
 from .storage import HEARTBEAT_S
 from .study import Tuner, objectives_for, run_config
 
@@ -114,25 +115,36 @@ def step_costs(pool: list[Entry], config: Any, host: PluginHost) -> dict[str, fl
     return costs
 
 
-def default_point(config: Any, distributions: dict[str, Any]) -> dict[str, Any]:
-    """The config's own values for the searched parameters, moved into each range (a first trial
-    of a candidate with the usual settings)."""
-    from optuna.distributions import CategoricalDistribution
+def default_point(config: Any, space: SearchSpace, entry: Entry | None = None) -> dict[str, Any]:
+    """The values a run of ``config`` would use for the searched parameters, moved into each range
+    (a first trial of a candidate with the usual settings).
 
+    :param config: the candidate's run config.
+    :param space: the candidate's search space.
+    :param entry: the candidate's architecture entry: a ``model.*`` option the config's ``model``
+        table leaves out is the entry's default, as the run would build it.
+    """
     from ..engine.optim import DEFAULT_LR
 
+    model_defaults = dict(entry.defaults) if entry is not None else {}
     point = {}
-    for key, d in distributions.items():
-        head, dot, option = key.partition(".")
-        value = getattr(config, head).get(option) if dot else getattr(config, key)
-        if key == "lr" and value is None:
-            value = DEFAULT_LR[config.optimizer]
-        if isinstance(d, CategoricalDistribution):
-            point[key] = value if value in d.choices else d.choices[0]
-        elif value is None:
-            point[key] = d.low
+    for p in space.values():
+        head, dot, option = p.name.partition(".")
+        if not dot:
+            value = getattr(config, p.name)
+        elif head == "model":
+            value = config.model.get(option, model_defaults.get(option))
         else:
-            point[key] = type(d.low)(min(max(value, d.low), d.high))
+            value = getattr(config, head).get(option)
+        if p.name == "lr" and value is None:
+            value = DEFAULT_LR[config.optimizer]
+        cast = int if p.type == "int" else float
+        if p.type == "categorical":
+            point[p.name] = value if value in p.choices else p.choices[0]
+        elif value is None:
+            point[p.name] = cast(p.low)
+        else:
+            point[p.name] = cast(min(max(value, p.low), p.high))  # type: ignore[type-var]
     return point
 
 
@@ -185,7 +197,7 @@ def run_autopilot(dataset: str, *, task: str = "auto", time_budget: str | float 
     if len(objectives) != 1:
         raise ConfigError("autopilot optimises one metric")
     base = run_config(base, objectives, host)
-    spaces = {e.qualified_name: to_distributions(space_of(e)) for e in chosen}
+    spaces = {e.qualified_name: space_of(e) for e in chosen}
     root = Path(base.runs_root)
     out = Path(out) if out else root / "autopilot" / entry.name
     study_name = study or f"autopilot-{entry.name}"
@@ -195,9 +207,9 @@ def run_autopilot(dataset: str, *, task: str = "auto", time_budget: str | float 
         config = base.replace(arch=arch, epochs=int(trial.user_attrs.get("epochs", base.epochs)))
         return apply_params(config, suggest(trial, spaces[arch], prefix=f"{arch}/"))
 
-    tuner = Tuner(base, objectives, {}, study_name, storage or str(out / "study.journal"), "tpe", "halving",
+    tuner = Tuner(base, objectives, SearchSpace(), study_name, storage or str(out / "study.journal"), "tpe", "halving",
                   sampler_seed, heartbeat_s, host, configure=configure, echo=echo)
-    points = {e.qualified_name: default_point(base.replace(arch=e.qualified_name), spaces[e.qualified_name])
+    points = {e.qualified_name: default_point(base.replace(arch=e.qualified_name), spaces[e.qualified_name], e)
               for e in chosen}
     if not tuner.study.get_trials(deepcopy=False):  # a new study: a first look at every candidate
         for name, point in points.items():

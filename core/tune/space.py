@@ -1,10 +1,10 @@
-"""Search spaces: an architecture entry's ``search_space``, optionally overridden by a TOML file,
-turned into optuna distributions, and trial parameters applied to a run config.
+"""Search spaces of a run: an architecture entry's ``search_space``, optionally overridden by a TOML
+file, checked against the run config's fields, and trial parameters applied to a run config.
 
-The conversion is a plain function (:func:`search_space`) so that other tuners (a cloud tuning
-job, say) can reuse the same space. Keys are run-config fields (``lr``, ``batch_size``,
-``weight_decay``) or factory options of a table field (``model.drop_path_rate``,
-``data.context_length``, ``strategy_options.bucket_cap_mb``).
+The space is a :class:`bestiary.registry.space.SearchSpace`: its grid, optuna distributions and
+SageMaker ranges come from that one type, so every tuner searches the same space. Keys are
+run-config fields (``lr``, ``batch_size``, ``weight_decay``) or factory options of a table field
+(``model.drop_path_rate``, ``data.context_length``, ``strategy_options.bucket_cap_mb``).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..registry import Entry
+from ..registry.space import SearchSpace
 
 #: Config fields holding factory options: ``model.X`` sets ``config.model["X"]``.
 TABLES = ("model", "data", "strategy_options")
 #: Config fields a search space may not vary: they name the run rather than tune it.
 FIXED = ("arch", "dataset", "run_dir", "runs_root", "quiet", "metrics", "monitor", "mode", "device")
-_TYPES = {"float": {"low", "high"}, "int": {"low", "high"}, "categorical": {"choices"}}
 
 
 def load_space_file(path: str | Path, base: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
@@ -67,12 +67,14 @@ def load_space_file(path: str | Path, base: Mapping[str, Any] | None = None) -> 
     return space
 
 
-def check_space(space: Mapping[str, Any], where: str = "search space") -> None:
-    """Refuse keys that are no config field and malformed distributions, naming the remedy."""
+def check_space(space: Mapping[str, Any] | SearchSpace, where: str = "search space") -> SearchSpace:
+    """The parsed space: malformed parameters and keys that are no config field a search may vary
+    are refused, naming the remedy."""
     from ..engine.config import RunConfig  # pure Python, but keeps this module's import cheap
 
+    parsed = SearchSpace.parse(space, where, error=ConfigError)
     fields = {f.name for f in dataclasses.fields(RunConfig)}
-    for key, spec in space.items():
+    for key in parsed.names:
         head, dot, _ = key.partition(".")
         if dot and head not in TABLES:
             raise ConfigError(f"{where}: {key!r}: only {', '.join(t + '.<option>' for t in TABLES)} take a dotted name")
@@ -81,20 +83,11 @@ def check_space(space: Mapping[str, Any], where: str = "search space") -> None:
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"{where}: {key!r} is not a config field a search may vary.{hint} "
                               "Use run-config fields (see docs/config.md) or model.<factory option>")
-        if not isinstance(spec, Mapping) or spec.get("type") not in _TYPES:
-            raise ConfigError(f"{where}: {key!r} must be a table with type float, int or categorical, got {spec!r}")
-        missing = _TYPES[spec["type"]] - set(spec)
-        if missing:
-            raise ConfigError(f"{where}: {key!r} of type {spec['type']} needs {', '.join(sorted(missing))}")
-        if spec["type"] == "categorical":
-            if not isinstance(spec["choices"], list) or not spec["choices"]:
-                raise ConfigError(f"{where}: {key!r}: choices must be a non-empty list")
-        elif not spec["low"] < spec["high"] or (spec.get("log") and spec["low"] <= 0):
-            raise ConfigError(f"{where}: {key!r}: need low < high (and low > 0 with log), got {spec['low']}..{spec['high']}")
+    return parsed
 
 
-def space_of(entry: Entry, space_file: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """The validated space (JSON values) of an architecture entry, or of ``space_file``.
+def space_of(entry: Entry, space_file: str | Path | None = None) -> SearchSpace:
+    """The validated space of an architecture entry, or of ``space_file``.
 
     :param entry: the architecture entry (its ``search_space``).
     :param space_file: a TOML file overriding it (see :func:`load_space_file`).
@@ -103,8 +96,7 @@ def space_of(entry: Entry, space_file: str | Path | None = None) -> dict[str, di
     where = f"search space of {entry.qualified_name}"
     if space_file is not None:
         space, where = load_space_file(space_file, space), f"search space file {space_file}"
-    check_space(space, where)
-    return space
+    return check_space(space, where)
 
 
 def search_space(entry: Entry, space_file: str | Path | None = None) -> dict[str, Any]:
@@ -114,65 +106,24 @@ def search_space(entry: Entry, space_file: str | Path | None = None) -> dict[str
     :param space_file: a TOML file overriding the entry's space.
     :return: ``{name: optuna.distributions.BaseDistribution}``; empty when nothing is searched.
     """
-    return to_distributions(space_of(entry, space_file))
+    return space_of(entry, space_file).to_optuna()
 
 
-def to_distributions(space: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Optuna distributions for a space of JSON values (already checked)."""
-    # optuna is imported only by tuning code
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    out: dict[str, Any] = {}
-    for key, spec in space.items():
-        if spec["type"] == "categorical":
-            out[key] = CategoricalDistribution(list(spec["choices"]))
-        elif spec["type"] == "int":
-            out[key] = IntDistribution(int(spec["low"]), int(spec["high"]), log=bool(spec.get("log", False)),
-                                       step=int(spec.get("step", 1)))
-        else:
-            out[key] = FloatDistribution(float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False)),
-                                         step=spec.get("step"))
-    return out
-
-
-def grid_of(distributions: Mapping[str, Any], points: int = 4) -> dict[str, list[Any]]:
-    """Grid values for the grid sampler: every choice and integer, ``points`` values of a float
-    range (log-spaced when the range is log), or its steps."""
-    import numpy as np  # only grid search needs it
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-
-    grid: dict[str, list[Any]] = {}
-    for key, d in distributions.items():
-        if isinstance(d, CategoricalDistribution):
-            grid[key] = list(d.choices)
-        elif isinstance(d, IntDistribution):
-            grid[key] = list(range(d.low, d.high + 1, d.step))
-        elif d.step is not None:
-            grid[key] = [float(v) for v in np.arange(d.low, d.high + d.step / 2, d.step)]
-        elif d.log:
-            grid[key] = [float(v) for v in np.geomspace(d.low, d.high, points)]
-        else:
-            grid[key] = [float(v) for v in np.linspace(d.low, d.high, points)]
-    return grid
-
-
-def suggest(trial: Any, distributions: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def suggest(trial: Any, space: SearchSpace, prefix: str = "") -> dict[str, Any]:
     """Ask ``trial`` for every parameter; ``prefix`` namespaces them (autopilot: ``resnet18/lr``).
 
     A trial that retries an interrupted one gets the same values back: optuna answers a suggestion
     from the parameters the trial was created with.
     """
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-
     out: dict[str, Any] = {}
-    for key, d in distributions.items():
-        name = prefix + key
-        if isinstance(d, CategoricalDistribution):
-            out[key] = trial.suggest_categorical(name, d.choices)
-        elif isinstance(d, IntDistribution):
-            out[key] = trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
+    for p in space.values():
+        name = prefix + p.name
+        if p.type == "categorical":
+            out[p.name] = trial.suggest_categorical(name, list(p.choices))
+        elif p.type == "int":
+            out[p.name] = trial.suggest_int(name, int(p.low or 0), int(p.high or 0), step=int(p.step or 1), log=p.log)
         else:
-            out[key] = trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)
+            out[p.name] = trial.suggest_float(name, float(p.low or 0.0), float(p.high or 0.0), step=p.step, log=p.log)
     return out
 
 

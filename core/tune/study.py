@@ -23,7 +23,9 @@ from typing import Any
 from ..errors import ConfigError, TaskMismatchError
 from ..host import PluginHost, get_host
 from ..registry import LookupFailure
-from .space import apply_params, grid_of, space_of, suggest, to_distributions
+from ..registry.direction import metric_direction
+from ..registry.space import SearchSpace
+from .space import apply_params, space_of, suggest
 from .storage import HEARTBEAT_S, Leases, open_storage, requeue
 from .trial import LATENCY, Objective, run_trial
 
@@ -34,7 +36,7 @@ PRUNERS = ("median", "hyperband", "halving", "none")
 DIRECTIONS = {"max": "maximize", "min": "minimize", "maximize": "maximize", "minimize": "minimize"}
 
 
-def make_sampler(name: str, distributions: dict[str, Any], *, seed: int | None, multi: bool) -> Any:
+def make_sampler(name: str, space: SearchSpace, *, seed: int | None, multi: bool) -> Any:
     """The optuna sampler called ``name`` (one of :data:`SAMPLERS`)."""
     import optuna
 
@@ -46,7 +48,7 @@ def make_sampler(name: str, distributions: dict[str, Any], *, seed: int | None, 
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "grid":  # the grid is queued as trials (see Tuner): each point once, whichever tuner runs it
-        if not distributions:
+        if not space:
             raise ConfigError("--sampler grid needs a search space; give one with --space FILE.toml")
         return optuna.samplers.RandomSampler(seed=seed)
     if multi:
@@ -82,7 +84,8 @@ def _choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
 def objectives_for(config: Any, metrics: list[str] | str | None, directions: list[str] | str | None,
                    host: PluginHost) -> list[Objective]:
     """The study's objectives: the named metrics (default: the task's monitor) with their
-    directions (default: from each metric's ``higher_is_better``; loss and latency are minimised)."""
+    directions (default: as each metric entry declares, see
+    :func:`bestiary.registry.direction.metric_direction`; latency is minimised)."""
     from ..engine.run import resolve  # resolving entries imports torch
 
     parts = resolve(config, host)
@@ -95,21 +98,22 @@ def objectives_for(config: Any, metrics: list[str] | str | None, directions: lis
     table = host.registry.table("metrics")
     out = []
     for i, name in enumerate(names):
-        if name in ("loss", LATENCY):
-            default = "minimize"
-        else:
+        declared: str | None = "min"
+        if name not in ("loss", LATENCY):
             entry = table.get(name)
             if entry.task is not None and entry.task != parts.task.name:
                 raise TaskMismatchError(f"metric {name!r} is for {entry.task}, not {parts.task.name}; "
                                         f"see `bestiary list metrics --task {parts.task.name}`")
-            higher = entry.metadata.get("higher_is_better")
-            default = "maximize" if higher is None or higher else "minimize"
+            declared = metric_direction(entry)
         if given:
             raw = given[i] if len(given) > 1 else given[0]
             if raw not in DIRECTIONS:
                 raise ConfigError(f"--direction {raw!r}: use max or min")
-            default = DIRECTIONS[raw]
-        out.append(Objective(name, default))
+            declared = raw
+        if declared is None:
+            raise ConfigError(f"metric {name!r} is no score to optimise (its entry declares no direction); "
+                              "choose another --metric, or give --direction max|min")
+        out.append(Objective(name, DIRECTIONS[declared]))
     if all(o.name == LATENCY for o in out):
         raise ConfigError(f"{LATENCY} needs a metric beside it to trade against, e.g. --metric accuracy --metric {LATENCY}")
     return out
@@ -141,7 +145,7 @@ class Tuner:
 
     :param config: the base run config; every trial is it with the trial's parameters applied.
     :param objectives: from :func:`objectives_for`.
-    :param distributions: ``{space key: optuna distribution}``.
+    :param space: the parameters searched (empty when ``configure`` chooses them).
     :param study_name: the study (continued when it exists).
     :param storage: optuna storage URL or journal path; default ``RUNS_ROOT/studies/NAME.journal``.
     :param sampler: one of :data:`SAMPLERS`.
@@ -151,12 +155,12 @@ class Tuner:
     :param host: plugin host.
     :param echo: called with one line per finished trial (the CLI prints it on stderr).
     :param configure: ``trial -> RunConfig`` replacing the default (the base config with the trial's
-        suggestions for ``distributions`` applied); autopilot chooses the architecture there.
+        suggestions for ``space`` applied); autopilot chooses the architecture there.
     """
 
     config: Any
     objectives: list[Objective]
-    distributions: dict[str, Any]
+    space: SearchSpace
     study_name: str
     storage: str | None = None
     sampler: str = "tpe"
@@ -182,7 +186,7 @@ class Tuner:
         try:
             self.study = optuna.create_study(
                 study_name=self.study_name, storage=storage, directions=directions, load_if_exists=True,
-                sampler=make_sampler(self.sampler, self.distributions, seed=self.sampler_seed, multi=multi),
+                sampler=make_sampler(self.sampler, self.space, seed=self.sampler_seed, multi=multi),
                 pruner=make_pruner(self.pruner, max_epochs=self.config.epochs),
             )
         except ValueError as exc:  # an existing study with other directions
@@ -196,11 +200,8 @@ class Tuner:
             warnings.simplefilter("ignore")  # metric names are experimental in optuna
             self.study.set_metric_names([o.name for o in self.objectives])
         if self.sampler == "grid":
-            import itertools
-
-            grid = grid_of(self.distributions)
-            for values in itertools.product(*grid.values()):
-                self.study.enqueue_trial(dict(zip(grid, values)), skip_if_exists=True)
+            for point in self.space.grid_points():
+                self.study.enqueue_trial(point, skip_if_exists=True)
         self.leases = Leases(self.study, self.heartbeat_s)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -220,10 +221,7 @@ class Tuner:
         if trials is None and timeout is None and deadline is None:
             raise ConfigError("give --trials N or --timeout T, or the study never ends")
         if self.sampler == "grid" and trials is not None:
-            size = 1
-            for values in grid_of(self.distributions).values():
-                size *= len(values)
-            trials = min(trials, size)
+            trials = min(trials, self.space.grid_size())
         ends = [t for t in (time.time() + timeout if timeout else None, deadline) if t is not None]
         start_by = min(ends) if ends else None
         self._stop.clear()
@@ -281,7 +279,7 @@ class Tuner:
             if self.configure is not None:
                 config = self.configure(trial)
             else:
-                config = apply_params(self.config, suggest(trial, self.distributions))
+                config = apply_params(self.config, suggest(trial, self.space))
             outcome = run_trial(trial, config, self.objectives, host=self.host, report=len(self.objectives) == 1,
                                 pruner=type(self.study.pruner).__name__, deadline=deadline, measure=measure,
                                 max_evals=1 if trial.user_attrs.get("probe") else None,
@@ -341,8 +339,8 @@ def make_tuner(arch: str, dataset: str | None = None, *, config: Any = None, met
     entry = host.registry.table("architectures").get(config.arch)
     objectives = objectives_for(config, metric, direction, host)
     config = run_config(config, objectives, host)
-    distributions = to_distributions(space_of(entry, space))
+    searched = space_of(entry, space)
     if pruner is None:
         pruner = "median" if len(objectives) == 1 else "none"
-    return Tuner(config, objectives, distributions, study or default_study_name(config), storage, sampler, pruner,
+    return Tuner(config, objectives, searched, study or default_study_name(config), storage, sampler, pruner,
                  sampler_seed, heartbeat_s, host, echo=echo)

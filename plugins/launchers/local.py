@@ -55,5 +55,7 @@ class LocalLauncher(Launcher):
         summary = trainer.run()
         code = 0
         if summary["status"] == "interrupted":
-            code = 130 if summary.get("signal") == "SIGINT" else 143
+            from bestiary.engine.interrupt import interrupted_exit_code
+
+            code = interrupted_exit_code(summary)
         return LaunchResult(exit_code=code, summary=summary)

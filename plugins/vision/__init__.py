@@ -109,7 +109,7 @@ def register_datasets(register):  # type: ignore[no-untyped-def]
 @hookimpl
 def register_metrics(register):  # type: ignore[no-untyped-def]
     for name, cls, description, higher in METRICS:
-        meta = {} if higher is None else {"higher_is_better": higher}
+        meta = {"higher_is_better": higher}  # None: no score, never ranked
         register(name, f"{_HERE}.metrics:{cls}", task=TASK, description=description, metadata=meta)
 
 

@@ -73,3 +73,33 @@ def test_autopilot_forecasting(tmp_path: Path) -> None:
     assert result["best"]["status"] == "complete"
     with pytest.raises(ConfigError, match="is for forecasting, not image-classification"):
         autopilot("sine", task="image-classification", time_budget=5)
+
+
+class _Wide:
+    """An architecture whose factory options in the search space have defaults of its entry."""
+
+    @staticmethod
+    @bestiary.hookimpl
+    def register_architectures(register):  # type: ignore[no-untyped-def]
+        register("toy_wide", "toyzoo:toy_mlp", task="image-classification", defaults={"hidden": 24, "dropout": 0.25},
+                 search_space={"model.hidden": {"type": "categorical", "choices": [16, 24, 32]},
+                               "model.dropout": {"type": "float", "low": 0.0, "high": 0.5},
+                               "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}})
+
+
+def test_the_first_look_trains_the_entry_defaults(toy_host: bestiary.PluginHost, tmp_path: Path) -> None:
+    """A candidate's first look uses the entry's defaults for ``model.*`` parameters the run's
+    ``model`` table leaves out, not the lowest value of the range."""
+    import optuna
+    from bestiary.tune.storage import open_storage
+
+    toy_host.add_plugin(_Wide(), "wide")
+    out = tmp_path / "auto"
+    autopilot("blobs", time_budget=8, include=["toy_wide"], max_candidates=1, max_epochs=1, out=str(out),
+              runs_root=str(tmp_path / "runs"), batch_size=32, device="cpu")
+    study = optuna.load_study(study_name="autopilot-blobs", storage=open_storage(None, out / "study.journal"))
+    (probe,) = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("probe")]
+    assert probe.params["wide:toy_wide/model.hidden"] == 24
+    assert probe.params["wide:toy_wide/model.dropout"] == 0.25
+    config = json.loads((Path(probe.user_attrs["run_dir"]) / "config.json").read_text())
+    assert config["config"]["model"] == {"hidden": 24, "dropout": 0.25}

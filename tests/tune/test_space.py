@@ -12,7 +12,9 @@ from bestiary.errors import ConfigError
 from bestiary.tune import apply_params, load_space_file, search_space, space_of
 from bestiary.tune.autopilot import to_toml
 from bestiary.tune.budget import parse_duration
-from bestiary.tune.space import check_space, grid_of
+from bestiary.registry import InvalidEntryError
+from bestiary.registry.space import SearchSpace
+from bestiary.tune.space import check_space
 
 
 def test_the_entry_space_becomes_optuna_distributions() -> None:
@@ -68,13 +70,61 @@ def test_params_apply_to_fields_and_factory_options() -> None:
 
 
 def test_grid_values() -> None:
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    grid = grid_of({"a": CategoricalDistribution([1, 2]), "b": IntDistribution(1, 5, step=2),
-                    "c": FloatDistribution(1e-3, 1e-1, log=True), "d": FloatDistribution(0.0, 0.2, step=0.1)}, points=3)
+    space = SearchSpace.parse({"a": {"type": "categorical", "choices": [1, 2]},
+                               "b": {"type": "int", "low": 1, "high": 5, "step": 2},
+                               "c": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+                               "d": {"type": "float", "low": 0.0, "high": 0.2, "step": 0.1}})
+    grid = space.grid(points=3)
     assert grid["a"] == [1, 2] and grid["b"] == [1, 3, 5]
     assert grid["c"] == pytest.approx([1e-3, 1e-2, 1e-1])
     assert grid["d"] == pytest.approx([0.0, 0.1, 0.2])
+    assert space.grid_size(points=3) == 2 * 3 * 3 * 3 == len(list(space.grid_points(points=3)))
+    assert next(space.grid_points(points=3)) == {"a": 1, "b": 1, "c": pytest.approx(1e-3), "d": 0.0}
+
+
+def test_one_space_type_gives_optuna_distributions_and_sagemaker_ranges() -> None:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    space = SearchSpace.parse({"lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
+                               "layers": {"type": "int", "low": 1, "high": 3},
+                               "batch_size": {"type": "categorical", "choices": (16, 32)}})
+    dists = space.to_optuna()
+    assert dists["lr"] == FloatDistribution(1e-4, 0.1, log=True)
+    assert dists["layers"] == IntDistribution(1, 3)
+    assert dists["batch_size"] == CategoricalDistribution([16, 32])
+    assert space.to_sagemaker() == {
+        "lr": {"kind": "Continuous", "min": 1e-4, "max": 0.1, "scaling": "Logarithmic"},
+        "layers": {"kind": "Integer", "min": 1, "max": 3, "scaling": "Linear"},
+        "batch_size": {"kind": "Categorical", "values": [16, 32]},
+    }
+    with pytest.raises(ValueError, match="grid strategy needs lists"):
+        space.to_sagemaker(grid=True)
+    assert SearchSpace.parse(space.to_dict()) == space  # JSON and back
+
+
+@pytest.mark.parametrize("spec", [
+    {"type": "categorical", "choices": [8, 16]},
+    {"type": "categorical", "choices": (8, 16)},  # an entry given in Python may use a tuple
+])
+def test_entries_and_space_files_accept_the_same_choices(spec: dict[str, object]) -> None:
+    """One validation: what an entry may declare, a space file may give, and the other way round."""
+    entry = bestiary.Entry("spaced", "architectures", "toyzoo:toy_mlp", search_space={"batch_size": spec})
+    assert check_space(entry.search_space)["batch_size"].choices == (8, 16)
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"type": "float", "low": 1.0, "high": 0.5}, "low < high"),
+    ({"type": "int", "low": 1, "high": 4.5}, "whole numbers"),
+    ({"type": "float", "low": 0.0, "high": 1.0, "step": -0.1}, "step must be a positive number"),
+    ({"type": "float", "low": "0", "high": 1.0}, "both numbers"),
+    ({"type": "categorical", "choices": []}, "non-empty list"),
+    ({"type": "normal"}, "type float, int or categorical"),
+])
+def test_entries_and_space_files_refuse_the_same_ranges(spec: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidEntryError, match=message):
+        bestiary.Entry("spaced", "architectures", "toyzoo:toy_mlp", search_space={"lr": spec})
+    with pytest.raises(ConfigError, match=message):
+        check_space({"lr": spec})
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("45s", 45), ("5m", 300), ("1h30m", 5400), (2.5, 2.5)])

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bestiary.engine.interrupt import RESUME_FLAG
+
 JOB_FILE = "bestiary_job.json"
 CONFIG_FILE = "bestiary_config.toml"
 JOB_FORMAT = "bestiary-job/1"
@@ -248,7 +250,7 @@ def main(code_dir: str | Path | None = None) -> int:
             _say(f"resuming run {env.run_dir} from {steps[-1].name if steps else 'its start'}")
         nproc = int(job.get("nproc_per_node") or (env.num_gpus or 1))
         if worker or (nproc == 1 and len(env.hosts) == 1):
-            rc = _bestiary(["train", "--config", str(config_file), "--resume-existing"])
+            rc = _bestiary(["train", "--config", str(config_file), RESUME_FLAG])
         else:
             rank = env.hosts.index(env.current_host) if env.current_host in env.hosts else 0
             args = ["train", "--config", str(config_file), "--nproc-per-node", str(nproc)]

@@ -55,7 +55,7 @@ def study_from_options(options: dict[str, Any], config: Any, launch: LaunchOptio
     warm_start = tuple(w.strip() for w in warm.split(",") if w.strip()) if isinstance(warm, str) else tuple(warm)
     warm_type = str(extra.pop("warm_start_type", "identical"))
     study = Study(
-        space=space_of(get_entry("architectures", config.arch), options.pop("space", None)),
+        space=space_of(get_entry("architectures", config.arch), options.pop("space", None)).to_dict(),
         objective=metrics[0] if metrics else None,
         direction={"max": "maximize", "min": "minimize"}.get(directions[0]) if directions else None,
         strategy="hyperband" if pruner == "hyperband" else _SAMPLERS[sampler],

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bestiary.errors import ConfigError
+from bestiary.registry.space import SearchSpace
 
 STRATEGIES = {"bayesian": "Bayesian", "random": "Random", "hyperband": "Hyperband", "grid": "Grid"}
 WARM_START_TYPES = {"identical": "IdenticalDataAndAlgorithm", "transfer": "TransferLearning"}
-#: At most this many values when an integer range with a step becomes a list of choices.
-MAX_CHOICES = 30
 
 
 @dataclass(frozen=True)
@@ -67,52 +66,16 @@ class Study:
         ranges(self.space, grid=self.strategy == "grid")
 
 
-def ranges(space: dict[str, Any], *, grid: bool = False) -> dict[str, dict[str, Any]]:
+def ranges(space: dict[str, Any] | SearchSpace, *, grid: bool = False) -> dict[str, dict[str, Any]]:
     """The space as SageMaker parameter ranges (JSON): ``{"lr": {"kind": "Continuous", "min": ...,
     "max": ..., "scaling": "Logarithmic"}, "batch_size": {"kind": "Categorical", "values": [...]}}``.
 
     :param grid: the grid strategy takes categorical ranges only: integer ranges become lists of
         values, float ranges are refused.
     """
-    out: dict[str, dict[str, Any]] = {}
-    for name, dist in space.items():
-        if not isinstance(dist, dict) or "type" not in dist:
-            raise ConfigError(f"search space entry {name!r} must be a table with a 'type', got {dist!r}")
-        kind = dist["type"]
-        log = bool(dist.get("log"))
-        if kind == "categorical":
-            choices = list(dist.get("choices") or [])
-            if not choices:
-                raise ConfigError(f"search space entry {name!r}: categorical needs 'choices'")
-            out[name] = {"kind": "Categorical", "values": choices}
-        elif kind == "int":
-            low, high, step = int(dist["low"]), int(dist["high"]), int(dist.get("step") or 1)
-            if step > 1 or grid:
-                values = list(range(low, high + 1, step))
-                if len(values) > MAX_CHOICES:
-                    raise ConfigError(f"search space entry {name!r}: {len(values)} values with step {step}; "
-                                      f"SageMaker ranges have no step, and a list may hold {MAX_CHOICES}; "
-                                      "widen the step or drop it")
-                out[name] = {"kind": "Categorical", "values": values}
-            else:
-                out[name] = {"kind": "Integer", "min": low, "max": high,
-                             "scaling": "Logarithmic" if log else "Linear"}
-        elif kind == "float":
-            if grid:
-                raise ConfigError(f"the grid strategy needs lists of values, but {name!r} is a float range; "
-                                  "give it 'choices' (type categorical) or use --strategy bayesian")
-            if dist.get("step"):
-                raise ConfigError(f"search space entry {name!r}: SageMaker float ranges have no step; drop it "
-                                  "or list the values as categorical choices")
-            out[name] = {"kind": "Continuous", "min": float(dist["low"]), "max": float(dist["high"]),
-                         "scaling": "Logarithmic" if log else "Linear"}
-        else:
-            raise ConfigError(f"search space entry {name!r}: type {kind!r} is not float, int or categorical")
-    return out
+    return SearchSpace.parse(space, error=ConfigError).to_sagemaker(grid=grid, error=ConfigError)
 
 
-def grid_size(table: dict[str, dict[str, Any]]) -> int:
-    size = 1
-    for spec in table.values():
-        size *= len(spec.get("values", ()))
-    return size
+def grid_size(space: dict[str, Any] | SearchSpace) -> int:
+    """Trials of a grid search over ``space``: every point once."""
+    return SearchSpace.parse(space, error=ConfigError).grid_size()

@@ -36,6 +36,7 @@ TRIAL_ENVIRONMENT = {RUN_PER_JOB_ENV: "1"}
 def _objective(cfg: Any, study: Study) -> tuple[str, str]:
     """``(split:metric, Maximize|Minimize)`` for the study's objective."""
     from bestiary.api import get_entry
+    from bestiary.registry.direction import metric_direction
 
     name = study.objective or cfg.monitor
     if name is None:
@@ -46,11 +47,8 @@ def _objective(cfg: Any, study: Study) -> tuple[str, str]:
     split = split or "validation"
     if study.direction is not None:
         return f"{split}:{metric}", study.direction.capitalize()
-    if metric == "loss":
-        return f"{split}:{metric}", "Minimize"
-    entry = get_entry("metrics", metric)
-    higher = entry.metadata.get("higher_is_better", True)
-    return f"{split}:{metric}", "Maximize" if higher else "Minimize"
+    found = metric_direction(metric if metric == "loss" else get_entry("metrics", metric))
+    return f"{split}:{metric}", "Minimize" if found == "min" else "Maximize"
 
 
 def static_hyperparameters(req: Any) -> dict[str, str]:
@@ -74,7 +72,7 @@ def settings(req: Any, job: Job) -> dict[str, Any]:
     objective, direction = _objective(req.config, study)
     max_jobs = study.max_jobs
     if study.strategy == "grid":
-        size = grid_size(table)
+        size = grid_size(study.space)
         max_jobs = min(max_jobs, size) if max_jobs else size
     out: dict[str, Any] = {
         "strategy": STRATEGIES[study.strategy], "objective": {"metric": objective, "type": direction},

@@ -2,8 +2,7 @@
 
 Run it with the interpreter bestiary is installed in (it starts its own ranks with torchrun)::
 
-    python benchmarks/bench_fsdp.py [--arch resnet18] [--nproc 2] [--json FILE] [--check]
-    python -m bestiary.benchmarks.bench_fsdp
+    python benchmarks/scripts/bench_fsdp.py [--arch resnet18] [--nproc 2] [--json FILE] [--check]
 
 Method. Every rank builds the same timm model (same seed, ``pretrained=False``, 1000 classes) and
 one rank-0 process also keeps an unsharded copy. The sharded model goes through

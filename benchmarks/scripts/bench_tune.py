@@ -1,6 +1,6 @@
 """Tuner figures: overhead per trial, and what pruning saves.
 
-Run ``python benchmarks/bench_tune.py`` (or ``python -m bestiary.benchmarks.bench_tune``).
+Run ``python benchmarks/scripts/bench_tune.py``.
 
 * overhead: a study of ``--trials`` (20) trials of a small model (resnet18 on digits, one epoch,
   TPE sampler, median pruner, journal file). Overhead is the tuner's wall time that is not spent

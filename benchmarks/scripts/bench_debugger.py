@@ -2,7 +2,7 @@
 
 Run it with the interpreter bestiary is installed in::
 
-    python benchmarks/bench_debugger.py [--steps 150] [--warmup 5] [--repeats 3] [--debug-every 50]
+    python benchmarks/scripts/bench_debugger.py [--steps 150] [--warmup 5] [--repeats 3] [--debug-every 50]
         [--arch resnet18] [--batch-size 32] [--img-size 32] [--device cpu] [--json FILE] [--check]
 
 Each repeat trains the same model on ``digits`` twice in this process, from the same seed, on the
@@ -36,11 +36,7 @@ import tempfile
 import time
 from typing import Any
 
-try:
-    from . import method
-except ImportError:  # run as a script
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import method  # type: ignore[no-redef]
+from bestiary.benchmarks import method
 
 TARGET = 0.03
 

@@ -1,6 +1,6 @@
 """Autopilot figures: digits within 5 minutes, and a real series against the seasonal naive baseline.
 
-Run ``python benchmarks/bench_autopilot.py`` (or ``python -m bestiary.benchmarks.bench_autopilot``).
+Run ``python benchmarks/scripts/bench_autopilot.py``.
 
 * digits: ``bestiary autopilot --dataset digits --time-budget 5m`` with the defaults (the five
   cheapest image-classification architectures, successive halving over up to 9 epochs); the figure

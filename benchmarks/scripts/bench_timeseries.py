@@ -1,6 +1,6 @@
 """Forecasting figures of the time-series plugin, measured on this machine.
 
-Run ``python benchmarks/bench_timeseries.py`` (or ``python -m bestiary.benchmarks.bench_timeseries``).
+Run ``python benchmarks/scripts/bench_timeseries.py``.
 
 1. Accuracy: on real series that statsmodels ships (``co2``, ``elnino``; ``--datasets`` adds
    ``sunspots``, ``us_macro``), ``seasonal_naive``, ``lstm`` and ``deepar`` are each trained with

@@ -7,8 +7,8 @@ for sends and receives); a stage's busy time is their sum over one schedule step
 is ``1 - busy / wall`` for that step's wall time (from a barrier to the end of ``step``). The
 table shows the median over the timed steps, averaged over stages.
 
-Run: ``python benchmarks/bench_pipeline.py`` (starts torchrun with 2 processes itself) or
-``python -m torch.distributed.run --standalone --nproc-per-node 2 benchmarks/bench_pipeline.py``.
+Run: ``python benchmarks/scripts/bench_pipeline.py`` (starts torchrun with 2 processes itself) or
+``python -m torch.distributed.run --standalone --nproc-per-node 2 benchmarks/scripts/bench_pipeline.py``.
 Options: ``--microbatches 2 4 8 --schedule gpipe 1f1b --width 512 --mb-size 32 --steps 6``.
 """
 

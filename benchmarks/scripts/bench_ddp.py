@@ -2,9 +2,8 @@
 
 Run it with the interpreter bestiary is installed in::
 
-    python benchmarks/bench_ddp.py [--batch-sizes 8,32,128] [--steps N] [--warmup N] [--repeats N]
+    python benchmarks/scripts/bench_ddp.py [--batch-sizes 8,32,128] [--steps N] [--warmup N] [--repeats N]
                                    [--threads N] [--json FILE]
-    python -m bestiary.benchmarks.bench_ddp
 
 Method. timm ``resnet18`` (10 classes) on random 3 x 32 x 32 images, SGD (lr 0.01, momentum 0.9),
 fp32, through the strategies' own ``prepare_model`` / ``forward_backward`` / ``optimizer_step``:

@@ -1,6 +1,6 @@
 """Digits accuracy figures of the vision plugin: resnet18 and a small ViT trained on this machine.
 
-Run ``python benchmarks/bench_vision.py`` (or ``python -m bestiary.benchmarks.bench_vision``).
+Run ``python benchmarks/scripts/bench_vision.py``.
 Each recipe trains with ``bestiary.engine.trainer.train`` on ``digits`` at its recommended 32x32
 and evaluates the test split; the script prints test accuracy, epochs, wall time and the method.
 Targets: resnet18 >= 0.97 and the ViT >= 0.93 test accuracy, each in under 5 minutes on 2 CPU cores.

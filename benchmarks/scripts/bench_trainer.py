@@ -2,9 +2,8 @@
 
 Run it with the interpreter bestiary is installed in::
 
-    python benchmarks/bench_trainer.py [--steps N] [--warmup N] [--repeats N] [--json FILE] [--check]
-    python -m bestiary.benchmarks.bench_trainer
-    python benchmarks/bench_trainer.py --device cuda --arch resnet50 --precision bf16 \\
+    python benchmarks/scripts/bench_trainer.py [--steps N] [--warmup N] [--repeats N] [--json FILE] [--check]
+    python benchmarks/scripts/bench_trainer.py --device cuda --arch resnet50 --precision bf16 \\
         --channels-last --batch-size 256 [--compile]
 
 In one process it trains the same timm model on the same random images twice per repeat:
@@ -14,7 +13,7 @@ In one process it trains the same timm model on the same random images twice per
   ``sgd`` (momentum 0.9, Nesterov), lr 0.01, constant schedule, no weight decay, one epoch,
   ``log_every`` past the last step, ``quiet``, a temporary run directory, with every plugin the
   host loads (their lifecycle hooks are listed under ``run hooks``);
-* **hand loop**: the minimal PyTorch loop doing the same work: the same model built the same way
+* **hand loop**: the minimal PyTorch loop of :mod:`bestiary.benchmarks.baseline` doing the same work: the same model built the same way
   after the same seed, the same two SGD parameter groups bestiary builds, a ``DataLoader`` over the
   same ``TensorDataset`` (same batch size, a seeded ``RandomSampler`` drawing the order bestiary's
   sampler draws, no workers, pinned memory on CUDA), ``F.cross_entropy``, ``backward``,
@@ -47,7 +46,6 @@ With ``--check`` the exit status is 1 when the median ratio misses the target (0
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import os
@@ -63,8 +61,10 @@ from pathlib import Path
 from typing import Any
 
 import bestiary
-from bestiary.benchmarks.method import cpu_name, usable_cpus, version
 from bestiary import hookimpl
+from bestiary.benchmarks.baseline import hand_loop
+from bestiary.benchmarks.method import cpu_name, usable_cpus, version
+from bestiary.benchmarks.timing import StepClock
 
 TARGETS = {"cpu": 0.98, "cuda": 0.97}
 BUSY_CORES = 0.1  # others' average CPU use during a timed window above which a note warns
@@ -85,24 +85,6 @@ def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(torch.device(device))} (host CPU: {cpu_name()}, {cores})"
     return f"{cpu_name()} ({cores})"
-
-
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def cpu_snapshot() -> tuple[float, float] | None:
-    """CPU seconds spent so far by the whole machine (steal included) and by this process.
-
-    ``None`` where there is no ``/proc/stat`` (not Linux).
-    """
-    try:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = [int(x) for x in f.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, idle, iowait, irq, softirq, steal = fields
-    times = os.times()
-    return (user + nice + system + irq + softirq + steal) / _TICK, times.user + times.system
 
 
 # -- the runtime plugin --------------------------------------------------------------------------
@@ -179,72 +161,12 @@ def _check(info: Any) -> None:
         raise RuntimeError(f"the benchmark's own plugin {info.name!r} failed to load: {info.error}")
 
 
-# -- timing --------------------------------------------------------------------------------------
-
-
-class StepClock:
-    """Stamps the end of every optimizer step, through a global optimizer step post-hook.
-
-    Every optimizer in the process is stamped, so both loops are timed by the same code. On CUDA the
-    stamps that bound the timed window (steps ``warmup`` and ``warmup + steps``) wait for the
-    device first; the others do not, so the loops run as they would untimed.
-    """
-
-    def __init__(self) -> None:
-        from torch.optim.optimizer import register_optimizer_step_post_hook
-
-        self.times: list[float] = []
-        self.ends: tuple[int, ...] = ()
-        self.cpu: list[tuple[float, float] | None] = []
-        self.cuda: str | None = None
-        self._handle = register_optimizer_step_post_hook(self._hook)
-
-    def reset(self, warmup: int, steps: int, device: str) -> None:
-        """Start a run's stamps; ``device`` is the run's (a CUDA one is synchronized at the ends)."""
-        cuda = device if device.startswith("cuda") else None
-        self.times, self.ends, self.cpu, self.cuda = [], (warmup, warmup + steps), [], cuda
-
-    def _hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        if len(self.times) + 1 in self.ends:
-            if self.cuda:
-                import torch
-
-                torch.cuda.synchronize(self.cuda)
-            self.times.append(time.perf_counter())
-            self.cpu.append(cpu_snapshot())
-        else:
-            self.times.append(time.perf_counter())
-
-    def close(self) -> None:
-        self._handle.remove()
-
-    def result(self, warmup: int, steps: int, batch_size: int) -> dict[str, Any]:
-        """Throughput over steps ``warmup + 1 .. warmup + steps`` (``warmup`` >= 1)."""
-        if len(self.times) < warmup + steps:
-            raise RuntimeError(f"only {len(self.times)} optimizer steps ran; expected {warmup + steps}")
-        window = self.times[warmup - 1 : warmup + steps]
-        seconds = window[-1] - window[0]
-        others = None
-        if len(self.cpu) == 2 and self.cpu[0] is not None and self.cpu[1] is not None:
-            (all0, own0), (all1, own1) = self.cpu[0], self.cpu[1]
-            others = max(0.0, (all1 - all0) - (own1 - own0)) / seconds
-        return {
-            "samples_per_s": steps * batch_size / seconds,
-            "seconds": seconds,
-            # single steps are timed on the CPU only (CUDA runs ahead of the host)
-            "median_step_ms": statistics.median(b - a for a, b in zip(window, window[1:])) * 1e3,
-            # CPU cores busy with anything but this process (steal included), on average
-            "others_cores": others,
-        }
-
-
 # -- the two loops -------------------------------------------------------------------------------
 
 
 def make_data(args: argparse.Namespace) -> Any:
     """``Data`` holding ``(warmup + steps) * batch_size`` random images and labels, seeded."""
     import torch
-
     from bestiary.engine.data import Data
 
     n = (args.warmup + args.steps) * args.batch_size
@@ -271,7 +193,6 @@ def _fresh(args: argparse.Namespace) -> None:
 def run_bestiary(args: argparse.Namespace, plugin_name: str, plugin: _BenchPlugin, clock: StepClock,
                  tmp: Path, index: int) -> dict[str, Any]:
     import torch
-
     from bestiary.engine.config import RunConfig
     from bestiary.engine.trainer import train
 
@@ -299,44 +220,23 @@ def run_bestiary(args: argparse.Namespace, plugin_name: str, plugin: _BenchPlugi
 
 
 def run_hand(args: argparse.Namespace, plugin: _BenchPlugin, clock: StepClock) -> dict[str, Any]:
-    """The minimal training loop doing what the bestiary run does."""
+    """The hand-written baseline loop (:mod:`bestiary.benchmarks.baseline`) doing what the bestiary
+    run does, over the batches bestiary's loader draws."""
     import torch
-    import torch.nn.functional as F
 
     device = torch.device(args.device)
-    cuda = device.type == "cuda"
     dataset = plugin.data.train
     _fresh(args)
     torch.manual_seed(args.seed)
-    model = plugin.build_model(num_classes=args.num_classes, in_chans=3).to(device)
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": 0.0}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.SGD(groups, lr=LR, momentum=MOMENTUM, nesterov=True)
-    forward = torch.compile(model) if args.compile else model
+    model = plugin.build_model(num_classes=args.num_classes, in_chans=3)
     order = torch.Generator().manual_seed(args.seed * 1_000_003)  # the order bestiary's epoch 0 has
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=args.batch_size, sampler=torch.utils.data.RandomSampler(dataset, generator=order),
-        num_workers=0, pin_memory=cuda, generator=torch.Generator().manual_seed(args.seed),
+        num_workers=0, pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(args.seed),
     )
-    bf16 = args.precision == "bf16"
-    amp: Any = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    losses = []
     clock.reset(args.warmup, args.steps, args.device)
-    model.train()
-    for images, labels in loader:
-        images = images.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
-        if args.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with amp:
-            loss = F.cross_entropy(forward(images), labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.detach())
+    model, losses = hand_loop(model, loader, optimizer="sgd", lr=LR, momentum=MOMENTUM, device=device,
+                              precision=args.precision, channels_last=args.channels_last, compile=args.compile)
     result = clock.result(args.warmup, args.steps, args.batch_size)
     result["mean_loss"] = float(torch.stack(losses).float().mean())
     result["model"] = model
