@@ -33,10 +33,10 @@ def start_run(config: RunConfig | None = None, *, resume: str | Path | None = No
     from .rundir import RunDir
     from .trainer import Trainer  # imports torch: only when a run starts
 
-    if resume is None and resume_existing and config is not None and config.run_dir \\
-            and RunDir(config.run_dir).exists():
-        resume = config.run_dir
-        quiet = config.quiet if quiet is None else quiet
+    existing = config.run_dir if config is not None and config.run_dir and RunDir(config.run_dir).exists() else None
+    if resume is None and resume_existing and existing is not None:
+        resume = existing
+        quiet = config.quiet if quiet is None and config is not None else quiet
     if resume is not None:
         return Trainer(resume=resume, host=host, quiet=quiet).run()
     if config is None:
