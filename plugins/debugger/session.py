@@ -27,15 +27,11 @@ from typing import Any
 from bestiary import hookimpl
 from bestiary.debug import Finding, Rule
 from bestiary.debug.labels import class_counts
-from bestiary.debug.report import render
+from bestiary.debug.report import FINDINGS, INFO, REPORT, STATS, render
 from bestiary.debug.runner import RuleRunner
 
 from .collect import Collector
 
-FINDINGS = "findings.jsonl"
-STATS = "debug/stats.jsonl"
-INFO = "debug/info.json"
-REPORT = "debug/report.md"
 
 
 class Debugger:
