@@ -266,7 +266,7 @@ def on_run_start(run: RunContext) -> None:
 
 
 @hookspec(firstresult=True)
-def wrap_train_loader(run: RunContext, loader: Iterable[Any]) -> Iterable[Any]:
+def wrap_train_loader(run: RunContext, loader: Iterable[Any]) -> Iterable[Any] | None:
     """Wrap the iterable of training batches (timing the wait for data, prefetching, counting).
 
     Called once per epoch, before its first batch. Implement it as a wrapper so that several
@@ -344,7 +344,7 @@ def on_batch_end(run: RunContext, step: int, loss: Any, stepped: bool) -> None:
 def on_step_end(run: RunContext, step: int, metrics: dict[str, float]) -> None:
     """Called after each optimizer step that logs training metrics (every ``log_every`` steps
     and the last step), with the figures written to ``metrics.jsonl``. For every step, use
-    :func:`on_batch_end` (its ``stepped`` argument marks optimizer steps).
+    ``on_batch_end``: its ``stepped`` argument marks optimizer steps.
 
     :param run: the run.
     :param step: optimizer steps done so far.

@@ -55,7 +55,9 @@ def train_command(arch: str | None, resume: str | None, as_json: bool, resume_ex
     if Launch(launch.nproc_per_node or 1, launch.nnodes).needed:
         sys.exit(_launch(arch, resume, launcher, launch, options))
     if resume_existing and not resume and not arch and options.get("config_file"):
-        from ..engine.start import start_run  # a torchrun worker: trains here, continuing its run after a restart
+        from ..engine.start import (
+            start_run,  # a torchrun worker: trains here, continuing its run after a restart
+        )
 
         _report(start_run(build_config(arch, options), resume_existing=True), as_json)
         return

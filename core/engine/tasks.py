@@ -92,8 +92,9 @@ class Task(ABC):
         """A small random batch shaped as this task's datasets yield (for conformance checks)."""
 
     @abstractmethod
-    def format_predictions(self, predictions: Any) -> list[dict[str, Any]]:
-        """Rows of JSON values for ``bestiary predict``."""
+    def format_predictions(self, predictions: Any, info: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of JSON values for ``bestiary predict``; ``info`` is the dataset's info saved with
+        the model (class names, frequencies)."""
 
     @abstractmethod
     def load_inputs(self, path: str, info: Mapping[str, Any]) -> Any:

@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch  # the trainer runs torch; `import bestiary` never imports this module
 
@@ -38,7 +38,7 @@ from .rundir import RunDir, environment, new_run_dir
 from .state import TrainState, rng_state, seed_everything, set_rng_state
 from .stephooks import StepHooks
 
-__all__ = ["Trainer", "TrainState", "rng_state", "seed_everything", "set_rng_state", "train"]
+__all__ = ["TrainState", "Trainer", "rng_state", "seed_everything", "set_rng_state", "train"]
 
 
 class _StopFlag:
@@ -52,7 +52,7 @@ class _StopFlag:
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _StopFlag:
+    def __enter__(self) -> Self:
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -63,7 +63,7 @@ class _StopFlag:
             raise KeyboardInterrupt
         self.set, self.signum = True, signum
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
 

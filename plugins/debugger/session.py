@@ -33,7 +33,6 @@ from bestiary.debug.runner import RuleRunner
 from .collect import Collector
 
 
-
 class Debugger:
     """Created at run start when a run names rules; lives until the run ends.
 

@@ -8,9 +8,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import bestiary
+import pytest
 from bestiary import hookimpl
 from bestiary.engine.config import RunConfig
 from bestiary.engine.state import TrainState
@@ -33,8 +32,8 @@ def host(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 
 def config(tmp_path: Path, name: str, **kw: Any) -> RunConfig:
     # blobs: 144 training samples = 9 batches of 16 per epoch; accumulating 2, 5 optimizer steps
-    base = dict(arch="toy_mlp", dataset="blobs", epochs=2, batch_size=16, accumulate=2, log_every=5,
-                checkpoint_every=100, run_dir=str(tmp_path / name), quiet=True)
+    base: dict[str, Any] = {"arch": "toy_mlp", "dataset": "blobs", "epochs": 2, "batch_size": 16, "accumulate": 2,
+                            "log_every": 5, "checkpoint_every": 100, "run_dir": str(tmp_path / name), "quiet": True}
     base.update(kw)
     return RunConfig(**base)
 
