@@ -114,9 +114,9 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         self.strategy = strategy
-        self.parts_built: Assembly = assemble(cfg, self.parts, task)
-        self.task, self.data = task, self.parts_built.data
-        self.model = strategy.prepare_model(self.parts_built.model, channels_last=cfg.channels_last)
+        self.assembly: Assembly = assemble(cfg, self.parts, task)
+        self.task, self.data = task, self.assembly.data
+        self.model = strategy.prepare_model(self.assembly.model, channels_last=cfg.channels_last)
         self.optimizer = build_optimizer(self.model, cfg)
         self.train_set = self.data.split("train")
         self.per_epoch = batches_per_epoch(len(self.train_set), cfg.batch_size, strategy.world_size)
@@ -155,7 +155,7 @@ class Trainer:
     def _write_config(self) -> None:
         if not self.strategy.is_main:
             return
-        cfg, parts, built, rd = self.cfg, self.parts, self.parts_built, self.rd
+        cfg, parts, built, rd = self.cfg, self.parts, self.assembly, self.rd
         if self.resume_dir is not None:
             rd.truncate_metrics(self.state.step)
         rd.write_json("config.json", {"config": cfg.to_dict(), "resolved": {
@@ -336,7 +336,7 @@ class Trainer:
     def validate(self) -> str:
         """Evaluate on the validation split, track the best value and early stopping; return
         ``stopped`` when the run should end, else ``completed``."""
-        state, built, cfg = self.state, self.parts_built, self.cfg
+        state, built, cfg = self.state, self.assembly, self.cfg
         results = self._evaluate(self.data.validation, self.data.collate)
         state.last_eval = results
         if self.strategy.is_main:
@@ -358,7 +358,7 @@ class Trainer:
         cfg = self.cfg
         loader = self.strategy.loader(dataset, batch_size=cfg.eval_batch_size or cfg.batch_size, shuffle=False,
                                       seed=cfg.seed, num_workers=cfg.num_workers, collate=collate)
-        return evaluate(self.model, self.task, loader, self.parts_built.metrics, self.strategy, autocast=self.amp,
+        return evaluate(self.model, self.task, loader, self.assembly.metrics, self.strategy, autocast=self.amp,
                         channels_last=cfg.channels_last)
 
     # -- the end ------------------------------------------------------------------------------------
@@ -379,7 +379,7 @@ class Trainer:
 
     def summary(self, status: str, stop: _StopFlag) -> dict[str, Any]:
         """What ``summary.json`` holds for a run that ended with ``status``."""
-        state, built = self.state, self.parts_built
+        state, built = self.state, self.assembly
         summary = {
             "status": status,
             "steps": state.step,
@@ -404,7 +404,7 @@ class Trainer:
             return
         parts, cfg = self.parts, self.cfg
         save_model(self.rd.model_dir, state_dict, {
-            "arch": parts.arch.qualified_name, "model_kwargs": self.parts_built.model_kwargs, "task": parts.task.name,
+            "arch": parts.arch.qualified_name, "model_kwargs": self.assembly.model_kwargs, "task": parts.task.name,
             "dataset": parts.dataset.qualified_name, "data": cfg.data, "data_info": _jsonable(self.data.info),
             "metrics": [m.qualified_name for m in parts.metrics],
         })
