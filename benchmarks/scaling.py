@@ -25,7 +25,7 @@ from .suite import Cell
 
 def measure(cell: Cell, workdir: Path, repeat: int) -> dict[str, Any]:
     """Run one repeat of ``cell`` in worker processes; ``{"metrics", "info"}``."""
-    from bestiary.engine.launch import to_toml
+    from bestiary.engine.torchrun import to_toml
 
     run_dir = (workdir / f"{_slug(cell.id)}-r{repeat}").resolve()
     shutil.rmtree(run_dir, ignore_errors=True)

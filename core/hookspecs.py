@@ -33,11 +33,17 @@ config field (``lr``, ``weight_decay``, ``batch_size``, ``label_smoothing``) or 
      "batch_size": {"type": "categorical", "choices": [32, 64, 128]},
      "model.depth": {"type": "int", "low": 2, "high": 8, "step": 2}}
 
-Lifecycle hooks
----------------
-``on_run_start``, ``on_step_end``, ``on_evaluation_end``, ``on_checkpoint_saved`` and
-``on_run_end`` are called by the engine on every process of every run, in the order pluggy gives
-(plugins registered later first). Implementations must be cheap (they run inside the training loop)
+Lifecycle and per-step hooks
+----------------------------
+``on_run_configure`` checks a run's config before anything is built; ``on_run_start``,
+``on_step_end`` (log steps), ``on_evaluation_end``, ``on_checkpoint_saved`` and ``on_run_end`` mark
+a run's life; ``wrap_train_loader``, ``on_batch_start``, ``before_backward``,
+``before_optimizer_step`` and ``on_batch_end`` fire inside the loop, on every batch or step. The
+engine calls them on every process of every run, in the order pluggy gives (plugins registered
+later first). It looks up once, when ``on_run_start`` has returned, which per-step hooks have
+implementations, and never calls the others: a plugin that observes only some runs can register
+an object for the run from ``on_run_start`` (and unregister it in ``on_run_end``) so that other
+runs pay nothing. Implementations must be cheap (they run inside the training loop)
 and must not raise: an exception ends the run as ``failed``. ``run`` is a
 :class:`bestiary.engine.run.RunContext`; check ``run.is_main`` before writing files. A hook that
 wants the run to end early (a pruner, a watchdog) calls ``run.request_stop(reason)``: the engine
@@ -54,6 +60,7 @@ register_widgets makes a ``widgets`` table), ``add_commands`` adds ``bestiary`` 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,8 +69,9 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from .engine.config import RunConfig
     from .engine.run import RunContext
-    from .host import Register
+    from .host import PluginHost, Register
     from .options import AddOption
 
 PROJECT = "bestiary"
@@ -248,6 +256,22 @@ def register_tasks(register: Register) -> None:
 
 
 @hookspec
+def on_run_configure(config: RunConfig, host: PluginHost) -> None:
+    """Check a run's config before anything is built (no data, model or run directory yet).
+
+    Called on every process when a run is created or resumed, after the config's names were
+    looked up. A plugin that reads its own options from the config validates them here, so that a
+    typo fails at once with the remedy instead of after the data was loaded.
+
+    :param config: the run config (:class:`bestiary.engine.config.RunConfig`).
+    :param host: the plugin host, for lookups in its registry (``host.registry.table("rules")``).
+    :return: nothing; results of this hook are ignored.
+    :raises bestiary.errors.ConfigError: the config is wrong for this plugin; the message names
+        the remedy.
+    """
+
+
+@hookspec
 def on_run_start(run: RunContext) -> None:
     """Called once a run is set up, before its first step (also when it resumes).
 
@@ -256,9 +280,86 @@ def on_run_start(run: RunContext) -> None:
     """
 
 
+@hookspec(firstresult=True)
+def wrap_train_loader(run: RunContext, loader: Iterable[Any]) -> Iterable[Any] | None:
+    """Wrap the iterable of training batches (timing the wait for data, prefetching, counting).
+
+    Called once per epoch, before its first batch. Implement it as a wrapper so that several
+    plugins compose: each receives the loader as wrapped by the implementations inside it and
+    returns its own wrapper around that::
+
+        @hookimpl(wrapper=True)
+        def wrap_train_loader(run, loader):
+            inner = yield          # the loader as the inner implementations wrapped it
+            return timed(inner)    # an iterable yielding the same batches
+
+    The wrapped iterable must yield every batch of ``inner``, unchanged and in order (the exact
+    resume depends on it). The engine supplies the innermost result (the loader itself); a plain
+    (non-wrapper) implementation would replace the loader, so do not write one.
+
+    :param run: the run.
+    :param loader: the strategy's data loader of the training split for this epoch.
+    :return: an iterable over the same batches.
+    """
+
+
+@hookspec
+def on_batch_start(run: RunContext, step: int, batch: Any) -> None:
+    """Called for every training batch (every micro-batch under accumulation), after it was moved
+    to the device and before its forward pass.
+
+    :param run: the run.
+    :param step: optimizer steps done so far (the batch belongs to step ``step + 1``).
+    :param batch: the batch, on the run's device; do not modify it.
+    :return: nothing; results of this hook are ignored.
+    """
+
+
+@hookspec
+def before_backward(run: RunContext, step: int, loss: Any) -> None:
+    """Called for every training batch with its loss, after the forward pass and before the
+    backward pass.
+
+    :param run: the run.
+    :param step: optimizer steps done so far.
+    :param loss: the batch's loss tensor (attached to the graph, before accumulation scaling);
+        read it, never call ``backward`` on it. Strategies that run forward and backward as one
+        schedule (pipeline) call it on the last stage, once per pipeline micro-batch.
+    :return: nothing; results of this hook are ignored.
+    """
+
+
+@hookspec
+def before_optimizer_step(run: RunContext, step: int, loss: Any) -> None:
+    """Called once per optimizer step, after the last backward and before gradient unscaling,
+    clipping and the optimizer step: the gradients of the step are in ``param.grad``.
+
+    :param run: the run.
+    :param step: optimizer steps done so far (this is step ``step + 1``).
+    :param loss: the detached loss of the step's last batch (a tensor on the device; reading
+        its value waits for the device).
+    :return: nothing; results of this hook are ignored.
+    """
+
+
+@hookspec
+def on_batch_end(run: RunContext, step: int, loss: Any, stepped: bool) -> None:
+    """Called after every training batch, once its backward pass (and, when ``stepped``, the
+    optimizer step and the schedule) is done.
+
+    :param run: the run.
+    :param step: optimizer steps done so far (counting this batch's step when ``stepped``).
+    :param loss: the batch's detached loss (a tensor on the device).
+    :param stepped: whether this batch ended an optimizer step (the last of an accumulation).
+    :return: nothing; results of this hook are ignored.
+    """
+
+
 @hookspec
 def on_step_end(run: RunContext, step: int, metrics: dict[str, float]) -> None:
-    """Called after each optimizer step that logs training metrics (every ``log_every`` steps).
+    """Called after each optimizer step that logs training metrics (every ``log_every`` steps
+    and the last step), with the figures written to ``metrics.jsonl``. For every step, use
+    ``on_batch_end``: its ``stepped`` argument marks optimizer steps.
 
     :param run: the run.
     :param step: optimizer steps done so far.

@@ -49,21 +49,17 @@ def train_command(arch: str | None, resume: str | None, as_json: bool, resume_ex
         config = None if resume else build_config(arch, options)
         job = Job("train", launch, config=config, resume=resume, quiet=options.get("quiet"))
         sys.exit(submit(launcher, job, as_json))
-    from ..engine.launch import Launch
+    from ..engine.torchrun import Launch
 
     if Launch(launch.nproc_per_node or 1, launch.nnodes).needed:
         sys.exit(_launch(arch, resume, launcher, launch, options))
     if resume_existing and not resume and not arch and options.get("config_file"):
-        config = build_config(arch, options)
-        if config.run_dir and RunDir(config.run_dir).exists():  # a restarted worker continues the run
-            resume = config.run_dir
-            options = {"quiet": config.quiet}
-        else:
-            options = {}
-    elif not resume and not arch and options.get("config_file"):
-        config = build_config(arch, options)  # the file names the architecture
-    else:
-        config = None
+        from ..engine.start import (
+            start_run,  # a torchrun worker: trains here, continuing its run after a restart
+        )
+
+        _report(start_run(build_config(arch, options), resume_existing=True), as_json)
+        return
     if resume:
         given = sorted(k for k, v in options.items() if v not in (None, ()) and k != "quiet")
         if arch or given:
@@ -72,14 +68,19 @@ def train_command(arch: str | None, resume: str | None, as_json: bool, resume_ex
                                    "(start a new run to change the config)")
         job = Job("train", launch, resume=resume, quiet=options.get("quiet"))
     else:
-        if not arch and config is None:
+        if not arch and not options.get("config_file"):
             raise click.UsageError("name an architecture (see `bestiary list architectures`) or pass --resume RUN_DIR")
-        if config is None and not options.get("dataset") and not options.get("config_file"):
+        if not options.get("dataset") and not options.get("config_file"):
             raise click.UsageError("pass --dataset NAME (see `bestiary list datasets`)")
-        job = Job("train", launch, config=config or build_config(arch, options))
+        job = Job("train", launch, config=build_config(arch, options))
     summary = launcher.launch(job).summary
     if summary is None:
         raise RuntimeError(f"launcher {launcher.name!r} returned no run summary for an in-process run")
+    _report(summary, as_json)
+
+
+def _report(summary: dict[str, Any], as_json: bool) -> None:
+    """Print a run's summary (on the main process) and exit 130/143 when it was interrupted."""
     main = os.environ.get("RANK", "0") == "0"  # one summary per run, from the main process
     if main and as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -110,9 +111,15 @@ def _launch(arch: str | None, resume: str | None, launcher: Any, launch: Any, op
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    final = ", ".join(f"{k} {v:.4g}" for k, v in summary["final"].items()) or "no validation split"
+    final = ", ".join(f"{k} {v:.4g}" for k, v in summary["final"].items())
+    if not final:
+        # older summaries lack has_validation; they said "no validation split" for every empty result
+        ran_out = summary.get("has_validation", False)
+        final = "not evaluated: the run ended before its first validation" if ran_out else "no validation split"
     best = summary["best"]
     click.echo(f"{summary['status']} after {summary['steps']} steps in {summary['wall_time_s']:.2f} s: {final}")
+    if summary.get("stop_reason"):
+        click.echo(f"stopped because {summary['stop_reason']}")
     if best["value"] is not None:
         click.echo(f"best {best['metric']} {best['value']:.4g} at step {best['step']}")
     click.echo(f"run directory: {summary['run_dir']}")

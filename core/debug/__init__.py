@@ -1,13 +1,14 @@
 """The training debugger and profiler: rules that watch a run and suggest fixes.
 
-A run names rules (``bestiary train ... --rules default``); the engine then collects reduced
-statistics every ``debug_every`` steps (:mod:`bestiary.debug.collect`), feeds them with the run's
-metrics to the rules, and writes findings to ``findings.jsonl``, the console, TensorBoard and a
-report (:mod:`bestiary.debug.session`). ``bestiary debug RUN_DIR`` replays rules on a finished
-run's saved statistics (:mod:`bestiary.debug.replay`).
+A run names rules (``bestiary train ... --rules default``); the ``debugger`` plugin then collects
+reduced statistics every ``debug_every`` steps (:mod:`bestiary.plugins.debugger.collect`) through the
+engine's per-step hooks, feeds them with the run's metrics to the rules, and writes findings to
+``findings.jsonl``, the console, TensorBoard and a report (:mod:`bestiary.plugins.debugger.session`).
+``bestiary debug RUN_DIR`` replays rules on a finished run's saved statistics
+(:mod:`bestiary.debug.replay`).
 
-Importing this package stays cheap: rules and findings are plain Python; torch loads only with the
-collector, which runs import.
+This package holds what rules and replays share: rules, findings, the rule runner and the report.
+It is plain Python (no torch).
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ from typing import Any
 
 from ..engine.rundir import RunDir
 from .findings import Finding
+from .report import INFO, STATS
 from .rule import select_rules
 from .runner import RuleRunner
-from .session import INFO, STATS
 
 
 def load_records(path: str | Path) -> list[dict[str, Any]]:

@@ -8,6 +8,13 @@ from typing import Any
 from .findings import Finding
 from .rule import Rule
 
+#: Files of a run directory the live debugger writes and ``bestiary debug`` reads (paths relative to it):
+#: one finding per line as found; one collection record per line; the facts rules start from; the report.
+FINDINGS = "findings.jsonl"
+STATS = "debug/stats.jsonl"
+INFO = "debug/info.json"
+REPORT = "debug/report.md"
+
 
 def render(findings: list[Finding], rules: list[Rule], *, title: str, every: int, records: int,
            skipped: list[Rule] = (), errors: Mapping[str, str] | None = None, stop_reason: str | None = None) -> str:

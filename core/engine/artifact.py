@@ -34,16 +34,17 @@ def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
     return directory, json.loads(meta_file.read_text())
 
 
-def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Module:
+def load_model(path: str | Path, *, device: str | torch.device = "cpu", host: Any = None) -> torch.nn.Module:
     """Rebuild a saved model through the registry and load its weights.
 
     :param path: a run directory or its ``model/`` folder.
+    :param host: the plugin host to look the architecture up in (default: the process-wide one).
     :return: the model in eval mode.
     """
-    from ..api import get_entry
+    from .assembly import lookup  # names a plugin that failed to load when the name is unknown
 
     directory, meta = read_meta(path)
-    entry = get_entry("architectures", meta["arch"])
+    entry = lookup("architectures", meta["arch"], host)
     model = entry.build(**meta.get("model_kwargs", {}))
     state = load_file(str(directory / "model.safetensors"), device=str(device))
     model.load_state_dict(state)

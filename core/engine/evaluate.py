@@ -56,41 +56,26 @@ def evaluate_run(run_dir: str | Path, *, dataset: str | None = None, split: str 
 
     The result is also appended to ``RUN_DIR/evaluations.jsonl``.
     """
-    from ..api import get_entry
-    from ..errors import TaskMismatchError
-    from ..host import get_host
-    from .artifact import load_model, read_meta
+    from .assembly import assemble_saved, load_saved
     from .data import make_loader
-    from .rundir import RunDir
-    from .run import autocast, build_data, build_metrics
+    from .run import autocast
 
-    rd = RunDir(run_dir)
-    _, meta = read_meta(rd.path)
-    config = rd.read_json("config.json")["config"]
-    entry = get_entry("datasets", dataset or meta["dataset"])
-    if entry.task is not None and entry.task != meta["task"]:
-        raise TaskMismatchError(f"dataset {entry.name!r} is for {entry.task}, but the model of {rd.path} is for {meta['task']}")
-    data = build_data(entry, meta.get("data", {}) if dataset is None else {})
-    task = get_entry("tasks", meta["task"]).build()
-    names = list(meta.get("metrics", []))
-    registry = get_host().registry.table("metrics")
-    names += [m for m in task.report_metrics if m in registry and registry.get(m).qualified_name not in names]
-    metrics = build_metrics([get_entry("metrics", m) for m in names])
     strategy = Strategy()
     strategy.setup(device)
-    model = load_model(rd.path, device=strategy.device)
-    if hasattr(task, "prepare_data"):  # cut the data for the model, as training did
-        data = task.prepare_data(data, model, batch_size=config.get("batch_size"), seed=config.get("seed"))
+    saved = load_saved(run_dir, device=strategy.device)
+    entry, parts = assemble_saved(saved, dataset=dataset)
+    data, task, config = parts.data, parts.task, saved.config
     loader = make_loader(data.split(split), batch_size=batch_size or config.get("batch_size", 32), shuffle=False,
                          seed=0, collate=data.collate)
-    results = evaluate(model, task, loader, metrics, strategy, autocast=autocast(config.get("precision", "fp32"), strategy.device))
+    results = evaluate(parts.model, task, loader, parts.metrics, strategy,
+                       autocast=autocast(config.get("precision", "fp32"), strategy.device))
     # a report that plots predictions (forecasts) also takes the model and the split, when it asks for them
-    context = {"model": model, "dataset": data.split(split), "device": strategy.device}
+    context = {"model": parts.model, "dataset": data.split(split), "device": strategy.device}
     accepted = inspect.signature(task.write_report).parameters
-    files = task.write_report(results, data.info, rd.path / "reports" / f"{split}-{entry.name}",
+    files = task.write_report(results, data.info, saved.path / "reports" / f"{split}-{entry.name}",
                               **{k: v for k, v in context.items() if k in accepted})
     record = {"split": split, "dataset": entry.qualified_name, "time": time.time(), **results,
               "report": [str(f) for f in files]}
-    with open(rd.path / "evaluations.jsonl", "a") as f:
+    with open(saved.path / "evaluations.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     return record

@@ -9,8 +9,7 @@ from typing import Any
 
 import torch  # runs a torch model; only prediction imports this module
 
-from ..api import get_entry
-from .artifact import load_model, read_meta
+from .assembly import load_saved
 from .strategy import resolve_device
 
 
@@ -22,11 +21,10 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
 
     :return: the number of predictions written.
     """
-    _, meta = read_meta(run_dir)
-    task = get_entry("tasks", meta["task"]).build()
     dev = resolve_device(device)
-    model = load_model(run_dir, device=dev)
-    info = meta.get("data_info", {})
+    saved = load_saved(run_dir, device=dev)
+    task, model = saved.task, saved.load_model()
+    info = saved.meta.get("data_info", {})
     inputs = task.load_inputs(str(input_path), info)
     rows: list[dict[str, Any]] = []
     for start in range(0, _length(inputs), batch_size):

@@ -144,6 +144,12 @@ class RunContext:
     :ivar hparams: flat hyperparameters, for HParams views.
     :ivar resumed_step: the checkpoint step a resumed run continues from (0 for a fresh run).
     :ivar stop_reason: why a hook asked the run to stop (see :meth:`request_stop`), or ``None``.
+    :ivar host: the plugin host running the run (its ``pm.hook`` calls other hooks, its
+        ``registry`` looks entries up).
+    :ivar data: the run's data (splits and ``info``), as the task prepared it for the model.
+    :ivar total_steps: the optimizer steps the run will take.
+    :ivar state: the live training state (:class:`bestiary.engine.state.TrainState`): step,
+        epoch, best value; read it, never change it.
     """
 
     config: RunConfig
@@ -153,7 +159,11 @@ class RunContext:
     task: Task
     hparams: dict[str, Any] = field(default_factory=dict)
     resumed_step: int = 0
-    stop_reason: str | None = None
+    stop_reason: str | None = field(default=None, kw_only=True)
+    host: Any = field(default=None, kw_only=True)
+    data: Data | None = field(default=None, kw_only=True)
+    total_steps: int = field(default=0, kw_only=True)
+    state: Any = field(default=None, kw_only=True)
 
     @property
     def is_main(self) -> bool:

@@ -9,9 +9,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch  # task adapters compute losses; only runs import this module
+
+if TYPE_CHECKING:
+    from .data import Data
 
 
 class Task(ABC):
@@ -35,6 +38,21 @@ class Task(ABC):
         The default writes nothing.
         """
         return []
+
+    def prepare_data(self, data: Data, model: torch.nn.Module, *, batch_size: int | None = None,
+                     seed: int | None = None) -> Data:
+        """Adapt ``data`` to the built ``model`` before training or evaluation (a forecaster cuts
+        its series windows to the context the model reads); return the data to use.
+
+        The default returns ``data`` unchanged. Training and ``bestiary evaluate`` both call it, so
+        a saved model sees the data cut as it was trained on.
+
+        :param data: the dataset's built data.
+        :param model: the built (not yet wrapped) model.
+        :param batch_size: the run's batch size.
+        :param seed: the run's seed.
+        """
+        return data
 
     def model_kwargs(self, info: Mapping[str, Any]) -> dict[str, Any]:
         """Architecture factory arguments implied by the dataset's ``info`` (e.g. ``num_classes``)."""
@@ -85,8 +103,9 @@ class Task(ABC):
         """A small random batch shaped as this task's datasets yield (for conformance checks)."""
 
     @abstractmethod
-    def format_predictions(self, predictions: Any) -> list[dict[str, Any]]:
-        """Rows of JSON values for ``bestiary predict``."""
+    def format_predictions(self, predictions: Any, info: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of JSON values for ``bestiary predict``; ``info`` is the dataset's info saved with
+        the model (class names, frequencies)."""
 
     @abstractmethod
     def load_inputs(self, path: str, info: Mapping[str, Any]) -> Any:

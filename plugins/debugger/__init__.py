@@ -1,4 +1,9 @@
-"""The ``debugger`` plugin: the built-in training debugger rules.
+"""The ``debugger`` plugin: the built-in training debugger rules, and the live debugger.
+
+A run that names rules (``--rules default``, the config's ``rules``, ``rule_options`` and
+``debug_every``) gets a :class:`~bestiary.plugins.debugger.session.Debugger` at run start; it
+watches the run through the engine's public per-step hooks only. Rule names and options are
+checked in ``on_run_configure``, before anything is built.
 
 Each rule's parameters are the keyword arguments of its class, shown as the entry's ``defaults``
 (``bestiary info vanishing_gradient``); docs/debugger.md explains what each watches and suggests.
@@ -39,6 +44,28 @@ RULES: tuple[tuple[str, Any, str, str], ...] = (
 def defaults(cls: Any) -> dict[str, Any]:
     """The keyword arguments of a rule class and their defaults."""
     return {n: p.default for n, p in inspect.signature(cls).parameters.items() if p.default is not p.empty}
+
+
+@hookimpl
+def on_run_configure(config: Any, host: Any) -> None:
+    if config.rules is not None:
+        from bestiary.debug import select_rules  # plain Python: builds the rules to check them
+
+        select_rules(config.rules, host, config.rule_options)
+
+
+@hookimpl
+def on_run_start(run: Any) -> None:
+    if run.config.rules is None or not run.is_main:  # rules and collection run on the main process only
+        return
+    from bestiary.debug import select_rules
+
+    from .session import Debugger  # imports torch (the collector): only runs with rules
+
+    rules = select_rules(run.config.rules, run.host, run.config.rule_options)
+    if rules:
+        Debugger(run, run.host, rules, train_set=run.data.split("train"), info=run.data.info,
+                 total_steps=run.total_steps)
 
 
 @hookimpl

@@ -1,5 +1,5 @@
 """The ``local`` launcher: train in this process, or start torchrun workers on this machine (and
-others) through :mod:`bestiary.engine.launch`."""
+others) through :mod:`bestiary.engine.torchrun`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class LocalLauncher(Launcher):
 
     @staticmethod
     def _launch_spec(job: Job) -> Any:
-        from bestiary.engine.launch import Launch  # imports no torch
+        from bestiary.engine.torchrun import Launch  # imports no torch
 
         o = job.options
         return Launch(o.nproc_per_node or 1, o.nnodes, o.node_rank, o.rdzv_endpoint, o.max_restarts)
@@ -45,14 +45,12 @@ class LocalLauncher(Launcher):
             raise ConfigError("a local run needs a config or a run directory to resume")
         spec = self._launch_spec(job)
         if spec.needed:
-            from bestiary.engine.launch import launch_run
+            from bestiary.engine.torchrun import launch_run
 
             return LaunchResult(exit_code=launch_run(job.config, spec, resume=job.resume, quiet=job.quiet))
-        # Importing the trainer imports torch: only when a run starts here.
-        from bestiary.engine.trainer import Trainer
+        from bestiary.engine.start import start_run
 
-        trainer = Trainer(resume=job.resume, quiet=job.quiet) if job.resume else Trainer(job.config, quiet=job.quiet)
-        summary = trainer.run()
+        summary = start_run(job.config, resume=job.resume, quiet=job.quiet)
         code = 0
         if summary["status"] == "interrupted":
             from bestiary.engine.interrupt import interrupted_exit_code

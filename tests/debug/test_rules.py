@@ -300,6 +300,21 @@ def test_train_command_takes_rules_and_stops_on_a_finding(root: Path) -> None:
         e["defaults"] for e in listed if e["name"] == "dead_relu")
 
 
+def test_a_run_stopped_before_its_first_evaluation_says_so(root: Path) -> None:
+    from bestiary.cli import main
+    from click.testing import CliRunner
+
+    bestiary.reset_host(HOST)  # the conftest restores the process-wide host afterwards
+    result = CliRunner().invoke(main, ["train", "dead_relu_mlp", "--dataset", "blobs", "--runs-root",
+                                       str(root / "cli-text"), "--quiet", "--debug-every", "1",
+                                       "--rules", "dead_relu:stop"])
+    assert result.exit_code == 0, result.output
+    assert "no validation split" not in result.output  # blobs has one: the run ended before using it
+    assert "stopped after 2 steps" in result.output
+    assert "not evaluated: the run ended before its first validation" in result.output
+    assert "stopped because debugger rule dead_relu: " in result.output
+
+
 def test_collection_with_gradient_accumulation(root: Path) -> None:
     # 9 batches of 16, 3 per optimizer step: 3 steps; collections at steps 1 and 2
     summary, _ = train(root, accumulate=3, debug_every=2, rules="vanishing_gradient,dataloader_bottleneck")

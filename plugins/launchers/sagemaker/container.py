@@ -151,7 +151,7 @@ def read_job(code_dir: Path) -> dict[str, Any]:
 
 
 def _write_config(cfg: Any, env: SageMakerEnv) -> Path:
-    from bestiary.engine.launch import to_toml
+    from bestiary.engine.torchrun import to_toml
 
     env.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     path = env.checkpoint_dir / CONFIG_FILE

@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bestiary.engine.launch import to_toml
+from bestiary.engine.torchrun import to_toml
 from bestiary.errors import ConfigError
 
 from .container import CONFIG_FILE, JOB_FILE, JOB_FORMAT

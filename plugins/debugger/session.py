@@ -1,5 +1,10 @@
 """The live debugger of one run: collection, rules, and where findings go.
 
+The plugin's ``on_run_start`` creates a :class:`Debugger` for a run that names rules and
+registers it on the plugin manager for that run only; it observes the run through the public
+per-step hooks (``wrap_train_loader``, ``before_optimizer_step``, ``on_batch_end``) and lifecycle
+hooks, and unregisters itself in ``on_run_end``. Runs without rules pay nothing.
+
 Files in the run directory::
 
     findings.jsonl      one finding per line, as found
@@ -15,26 +20,21 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..hookspecs import hookimpl
-from .collect import Collector
-from .findings import Finding
-from .labels import class_counts
-from .report import render
-from .rule import Rule
-from .runner import RuleRunner
+from bestiary import hookimpl
+from bestiary.debug import Finding, Rule
+from bestiary.debug.labels import class_counts
+from bestiary.debug.report import FINDINGS, INFO, REPORT, STATS, render
+from bestiary.debug.runner import RuleRunner
 
-FINDINGS = "findings.jsonl"
-STATS = "debug/stats.jsonl"
-INFO = "debug/info.json"
-REPORT = "debug/report.md"
+from .collect import Collector
 
 
 class Debugger:
-    """Created by the trainer when a run names rules; lives from run start to run end.
+    """Created at run start when a run names rules; lives until the run ends.
 
     :param run: the run's context.
     :param host: the plugin host (its hooks receive findings; this object joins them for the run).
@@ -71,18 +71,24 @@ class Debugger:
         host.pm.register(self, name=self._name)
         self.runner.start(self.info)
 
-    # -- called by the trainer ----------------------------------------------------------------------
+    # -- per-step hooks, for this run only ----------------------------------------------------------
 
-    def timed(self, loader: Iterable[Any]) -> Iterator[Any]:
-        return self.collector.timed(loader)
+    @hookimpl(wrapper=True)
+    def wrap_train_loader(self, run: Any, loader: Iterable[Any]) -> Generator[None, Iterable[Any], Iterable[Any]]:
+        inner = yield
+        return self.collector.timed(inner) if run is self.run else inner
 
-    def after_backward(self, loss: Any) -> None:
-        self.collector.after_backward(loss)
+    @hookimpl
+    def before_optimizer_step(self, run: Any, step: int, loss: Any) -> None:
+        if run is self.run:
+            self.collector.after_backward(loss)
 
-    def after_step(self) -> None:
-        record = self.collector.after_step()
-        if record is not None:
-            self._record(record)
+    @hookimpl
+    def on_batch_end(self, run: Any, step: int, loss: Any, stepped: bool) -> None:
+        if stepped and run is self.run:
+            record = self.collector.after_step()
+            if record is not None:
+                self._record(record)
 
     def _record(self, record: dict[str, Any]) -> None:
         self.records += 1
@@ -127,14 +133,6 @@ class Debugger:
         self.host.pm.hook.on_finding(run=self.run, finding=finding.to_dict())
         if finding.action == "stop":
             self.run.request_stop(f"debugger rule {finding.rule}: {finding.message}")
-
-
-def start_debugger(run: Any, host: Any, rules: list[Rule], *, train_set: Any, info: Mapping[str, Any],
-                   total_steps: int) -> Debugger | None:
-    """The run's debugger on the main process (rules and collection run there only), else ``None``."""
-    if not rules or not run.is_main:
-        return None
-    return Debugger(run, host, rules, train_set=train_set, info=info, total_steps=total_steps)
 
 
 def _param_info(model: Any, params: list[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
