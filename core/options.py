@@ -131,7 +131,7 @@ def make_add(plugin: str, out: list[OptionSpec], problems: list[str]) -> AddOpti
             except ConfigError as exc:
                 problems.append(f"default of {exc}")
 
-    return add  # type: ignore[return-value]
+    return add
 
 
 def declared_options() -> list[OptionSpec]:

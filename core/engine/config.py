@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -143,7 +143,7 @@ class RunConfig:
 
     @classmethod
     def load(
-        cls, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, sets: list[str] = ()
+        cls, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, sets: Sequence[str] = ()
     ) -> RunConfig:
         """Merge a TOML file, explicit overrides (flags) and ``key=value`` strings, in that order."""
         values: dict[str, Any] = {}
@@ -238,8 +238,8 @@ def field_docs() -> dict[str, str]:
 
     tree = ast.parse(inspect.getsource(RunConfig))
     body = tree.body[0].body  # type: ignore[attr-defined]
-    docs = {}
+    docs: dict[str, str] = {}
     for node, nxt in zip(body, body[1:]):
         if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = nxt.value.value  # type: ignore[union-attr]
+            docs[node.target.id] = str(nxt.value.value)  # type: ignore[union-attr]
     return docs
