@@ -20,7 +20,6 @@ from abc import abstractmethod
 from typing import Any
 
 import torch  # metrics accumulate tensors; only runs import this module
-
 from bestiary.engine.metrics import Metric
 
 ECE_BINS = 15

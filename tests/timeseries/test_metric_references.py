@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from bestiary.plugins.timeseries import metrics as M
 from bestiary.plugins.timeseries.series import seasonality
 

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sklearn import metrics as skm
-
 from bestiary.plugins.vision import metrics as vm
+from sklearn import metrics as skm
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "vision.md"
 
