@@ -122,7 +122,7 @@ class RunsIndex:
             self._write(lambda con: con.execute(_UPSERT, values))
             return True
         except (sqlite3.Error, OSError, ValueError) as exc:
-            if _damaged(exc):
+            if _damaged(exc) and self._damaged_file():
                 try:
                     self._replace()
                     log.warning("runs index %s was damaged (%s); re-created it from the run directories",
@@ -322,6 +322,17 @@ class RunsIndex:
             raise
         self._ready = False
         return len(found)
+
+    def _damaged_file(self) -> bool:
+        """Whether the file still fails SQLite's own check on a fresh connection: a passing
+        error must not make a writer replace a sound index that other processes write to."""
+        try:
+            with self._connect(REBUILD_WAIT_S) as con:
+                return con.execute("PRAGMA quick_check").fetchone()[0] != "ok"
+        except sqlite3.OperationalError as exc:
+            return _damaged(exc)
+        except sqlite3.DatabaseError:
+            return True
 
     def _old_created(self) -> dict[str, float]:
         """``created`` of each row the old file still gives, read-only; nothing when it cannot."""
