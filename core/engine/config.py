@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -189,6 +190,9 @@ def _validate(cfg: RunConfig) -> None:
             ok = isinstance(value, _TYPES[kind]) and not (kind != "bool" and isinstance(value, bool))
             if not ok:
                 raise ConfigError(f"config field {f.name!r}: expected {kind}, got {value!r}")
+            # NaN slips through every comparison below and inf trains to a NaN loss with exit 0.
+            if kind == "float" and not math.isfinite(value):
+                raise ConfigError(f"config field {f.name!r}: must be a finite number, got {value!r}")
         elif kind.startswith("dict") and not isinstance(value, dict):
             raise ConfigError(f"config field {f.name!r}: expected a table of options, got {value!r}")
         elif kind.startswith("list") and not (
