@@ -199,10 +199,10 @@ def register_rules(register: Register) -> None:
     collection records (reduced statistics of gradients, weights, updates and activations, step
     timing, CPU/GPU figures), training and validation metrics and facts about the run, and returns
     findings that say what was seen, with numbers, and what to do. Put the rule's parameters and
-    their defaults in ``defaults`` (they are its keyword arguments, overridable with the config's
-    ``rule_options``), tag the rules that ``--rules default`` should run with ``default``, and leave
-    ``task`` as ``None`` unless the rule only makes sense for one task. docs/debugger.md describes
-    the records and the base class.
+    their defaults in ``defaults`` (they are its keyword arguments, overridable with the run's
+    ``[options.debugger.rule_options.<rule>]``), tag the rules that ``--rules default`` should run
+    with ``default``, and leave ``task`` as ``None`` unless the rule only makes sense for one task.
+    docs/debugger.md describes the records and the base class.
 
     :param register: callback adding one entry per call; see the module docstring for its
         arguments.
