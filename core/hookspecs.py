@@ -463,12 +463,14 @@ def add_options(add: AddOption) -> None:
     """Declare options of the commands that start runs (``train``, ``tune``, ``autopilot``).
 
     Each call declares one option: ``add(name, *, type="str", default=None, help="",
-    commands=("train", "tune"), table=None, flag=None, choices=None)``. Its value lands in the run
-    config's ``options[table][name]`` (TOML ``[options.<table>]``; ``table`` defaults to the
-    plugin's name), with the declared default filled in when it is not ``None``, so
+    commands=("train", "tune"), table=None, flag=None, choices=None, multiple=False)``; ``type``
+    is ``str``, ``int``, ``float``, ``bool`` or ``dict`` (a table, with no flag). Its value lands in
+    the run config's ``options[table][name]`` (TOML ``[options.<table>]``; ``table`` defaults to
+    the plugin's name), with the declared default filled in when it is not ``None``, so
     ``config.json`` records it. Users set it with the flag (``--<name>`` by default), a config
-    file or ``--set <table>.<name>=VALUE``; keys no plugin declares fail with close matches. Read
-    it in the run with ``bestiary.options.option_value(config, table, name)``.
+    file or ``--set <table>.<name>=VALUE``; keys no plugin declares fail with close matches, and a
+    table of a plugin that is not loaded fails naming it. Read it in the run with
+    ``bestiary.options.option_value(config, table, name)``.
 
     :param add: callback declaring one option; see :class:`bestiary.options.AddOption`.
     :return: nothing; results of this hook are ignored.

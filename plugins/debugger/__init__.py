@@ -62,7 +62,7 @@ def add_options(add: Any) -> None:
         help=f"Debugger: collect tensor and system statistics every this many optimizer steps (and at step 1); "
              f"default {DEBUG_EVERY}.")
     add("rule_options", type="dict", table=TABLE, commands=(),
-        help="Debugger rule parameters, by rule: [options.debugger.rule_options.vanishing_gradient] threshold = 1e-8.")
+        help="Debugger rule parameters, by rule, e.g. `{vanishing_gradient = {threshold = 1e-8}}`.")
 
 
 def settings(config: Any) -> tuple[str | None, int, dict[str, Any]]:
