@@ -194,8 +194,12 @@ def _not_loaded(table: str) -> str | None:
         return None
     why = (f"it is blocked ({ENV_DISABLE}); unblock it" if info.status == "blocked"
            else f"it failed to load ({info.error}); fix it (see `bestiary plugins`)")
+    from .engine.config import MOVED  # pure Python: the old top-level keys that now live in tables
+
+    old = [key for key, owner in MOVED.items() if owner == table]
+    where = f"[options.{table}]" + (f" (or the old top-level {', '.join(old)})" if old else "")
     return (f"the options table {table!r} belongs to {info.describe()}, which is not loaded: {why}, "
-            f"or remove [options.{table}] from the config")
+            f"or remove {where} from the config")
 
 
 def option_value(config: Any, table: str, name: str, default: Any = None) -> Any:

@@ -107,8 +107,26 @@ def test_a_blocked_debugger_takes_its_options_with_it(tmp_path: Path) -> None:
         assert result.exit_code == 2, result.output
         assert ("the options table 'debugger' belongs to plugin 'debugger' (bestiary " in result.output
                 and "which is not loaded: it is blocked (BESTIARY_DISABLE_PLUGINS); unblock it, or remove "
-                    "[options.debugger] from the config" in result.output)
+                    "[options.debugger] (or the old top-level rules, debug_every, rule_options) from the config"
+                in result.output)
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_table_of_a_plugin_that_failed_to_load_names_its_error() -> None:
+    from bestiary.options import complete_options
+
+    class Broken:
+        @hookimpl
+        def on_run_strat(self, run: Any) -> None:  # a typo: no such hook, so the plugin fails to load
+            pass
+
+    host = make_host()
+    assert host.add_plugin(Broken(), "broken").status == "failed"
+    bestiary.reset_host(host)
+    with pytest.raises(ConfigError, match=r"the options table 'broken' belongs to plugin 'broken' .*which is not "
+                                          r"loaded: it failed to load \(.*on_run_strat.*\); fix it \(see "
+                                          r"`bestiary plugins`\), or remove \[options.broken\] from the config$"):
+        complete_options({"broken": {"size": 1}})
 
 
 class Interrupt:
