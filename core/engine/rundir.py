@@ -109,9 +109,9 @@ class RunDir:
         return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))  # type: ignore[union-attr]
 
     def latest_checkpoint(self) -> Path | None:
-        """The newest checkpoint, once what killed writers left behind is cleaned up (a resume
-        is the next start of the run, so no writer of this run is alive)."""
-        self.clean_stale_checkpoints()
+        """The newest complete checkpoint. Reading only: a writer may be at work (a run in progress,
+        or another process looking), so temporary folders are left to :meth:`clean_stale_checkpoints`,
+        which the trainer calls when it resumes the run."""
         found = self.list_checkpoints()
         return found[-1] if found else None
 

@@ -141,6 +141,8 @@ class Trainer:
         cfg, strategy = self.cfg, self.strategy
         if self.resume_dir is not None:
             path: Path | None = self.resume_dir
+            if strategy.is_main:  # before the broadcast below, which every rank waits for
+                RunDir(self.resume_dir).clean_stale_checkpoints()  # a resumed run has no live writer
         elif strategy.is_main:
             path = Path(cfg.run_dir) if cfg.run_dir else new_run_dir(cfg.runs_root, self.parts.arch.name,
                                                                     self.parts.dataset.name)

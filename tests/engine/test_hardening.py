@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from bestiary.engine.config import RunConfig
+from bestiary.engine.rundir import RunDir
 from bestiary.errors import ConfigError
 
 HERE = Path(__file__).resolve().parent
@@ -85,6 +86,9 @@ def test_resume_removes_what_a_killed_checkpoint_writer_left(tmp_path: Path) -> 
     shutil.copytree(ckpts / "step-00000004", ckpts / ".step-00000004.tmp-4194305")
     (ckpts / "step-00000004").rename(ckpts / ".step-00000004.old-4194305")
     before = (ckpts / ".step-00000004.old-4194305" / "model.safetensors").read_bytes()
+    # Looking at a run is no resume: a writer may be at work, so its temporary folders stay.
+    assert RunDir(run).latest_checkpoint() == ckpts / "step-00000002"
+    assert stale.exists() and (ckpts / ".step-00000004.tmp-4194305").exists()
 
     done = bestiary("train", "--resume", str(run), "--quiet", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
