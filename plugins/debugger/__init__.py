@@ -49,7 +49,7 @@ def defaults(cls: Any) -> dict[str, Any]:
 @hookimpl
 def on_run_configure(config: Any, host: Any) -> None:
     if config.rules is not None:
-        from bestiary.debug import select_rules  # plain Python: builds the rules to check them
+        from bestiary.extend import select_rules  # plain Python: builds the rules to check them
 
         select_rules(config.rules, host, config.rule_options)
 
@@ -58,7 +58,7 @@ def on_run_configure(config: Any, host: Any) -> None:
 def on_run_start(run: Any) -> None:
     if run.config.rules is None or not run.is_main:  # rules and collection run on the main process only
         return
-    from bestiary.debug import select_rules
+    from bestiary.extend import select_rules
 
     from .session import Debugger  # imports torch (the collector): only runs with rules
 

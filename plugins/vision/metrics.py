@@ -21,7 +21,7 @@ from typing import Any
 
 import torch  # metrics accumulate tensors; only runs import this module
 
-from bestiary.engine.metrics import Metric
+from bestiary.extend import Metric
 
 ECE_BINS = 15
 
