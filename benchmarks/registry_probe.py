@@ -136,7 +136,7 @@ def time_call(stmt: str, namespace: dict[str, Any], repeats: int = 7) -> float:
 def measure_lookups() -> dict[str, Any]:
     host = bestiary.get_host()
     bare, qualified, source = lookup_subject(host)
-    ns = {
+    ns: dict[str, Any] = {
         "bestiary": bestiary,
         "table": host.registry.table(KIND),
         "kind": KIND,

@@ -98,7 +98,7 @@ def leaderboard(rows: list[dict[str, Any]], title: str) -> str:
     return "\n".join(lines)
 
 
-def _arrow(group: list[dict[str, Any]], metric: str) -> str:
+def _arrow(group: list[dict[str, Any]], metric: str | None) -> str:
     way = next((r["better"].get(metric) for r in group if metric in r["better"]), None)
     return {"higher": "(higher is better)", "lower": "(lower is better)"}.get(way or "", "")
 

@@ -45,7 +45,7 @@ NEVER = 10**9  # log_every: the trainer logs nothing inside the timed window
 # -- the synthetic, device-resident dataset --------------------------------------------------
 
 
-class DeviceBatch(tuple):  # type: ignore[type-arg]
+class DeviceBatch(tuple[Any, ...]):
     """``(images, labels)`` already on the device; the data loader's pinning passes it through."""
 
     def pin_memory(self, device: Any = None) -> DeviceBatch:

@@ -199,10 +199,10 @@ def register_rules(register: Register) -> None:
     collection records (reduced statistics of gradients, weights, updates and activations, step
     timing, CPU/GPU figures), training and validation metrics and facts about the run, and returns
     findings that say what was seen, with numbers, and what to do. Put the rule's parameters and
-    their defaults in ``defaults`` (they are its keyword arguments, overridable with the config's
-    ``rule_options``), tag the rules that ``--rules default`` should run with ``default``, and leave
-    ``task`` as ``None`` unless the rule only makes sense for one task. docs/debugger.md describes
-    the records and the base class.
+    their defaults in ``defaults`` (they are its keyword arguments, overridable with the run's
+    ``[options.debugger.rule_options.<rule>]``), tag the rules that ``--rules default`` should run
+    with ``default``, and leave ``task`` as ``None`` unless the rule only makes sense for one task.
+    docs/debugger.md describes the records and the base class.
 
     :param register: callback adding one entry per call; see the module docstring for its
         arguments.
@@ -463,12 +463,14 @@ def add_options(add: AddOption) -> None:
     """Declare options of the commands that start runs (``train``, ``tune``, ``autopilot``).
 
     Each call declares one option: ``add(name, *, type="str", default=None, help="",
-    commands=("train", "tune"), table=None, flag=None, choices=None)``. Its value lands in the run
-    config's ``options[table][name]`` (TOML ``[options.<table>]``; ``table`` defaults to the
-    plugin's name), with the declared default filled in when it is not ``None``, so
+    commands=("train", "tune"), table=None, flag=None, choices=None, multiple=False)``; ``type``
+    is ``str``, ``int``, ``float``, ``bool`` or ``dict`` (a table, with no flag). Its value lands in
+    the run config's ``options[table][name]`` (TOML ``[options.<table>]``; ``table`` defaults to
+    the plugin's name), with the declared default filled in when it is not ``None``, so
     ``config.json`` records it. Users set it with the flag (``--<name>`` by default), a config
-    file or ``--set <table>.<name>=VALUE``; keys no plugin declares fail with close matches. Read
-    it in the run with ``bestiary.options.option_value(config, table, name)``.
+    file or ``--set <table>.<name>=VALUE``; keys no plugin declares fail with close matches, and a
+    table of a plugin that is not loaded fails naming it. Read it in the run with
+    ``bestiary.options.option_value(config, table, name)``.
 
     :param add: callback declaring one option; see :class:`bestiary.options.AddOption`.
     :return: nothing; results of this hook are ignored.

@@ -507,7 +507,7 @@ def _make_register(kind: str, provenance: Provenance, table: Table, problems: li
             problems.append(exc)
             raise
 
-    return register  # type: ignore[return-value]
+    return register
 
 
 _host: PluginHost | None = None

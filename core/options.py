@@ -18,8 +18,10 @@ from typing import Any, Protocol
 
 from .errors import ConfigError
 
-#: Declared types and the Python values they take.
-TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+#: Declared types and the Python values they take. A ``dict`` option is a table (TOML
+#: ``[options.<table>.<name>]``, ``--set <table>.<name>.KEY=VALUE``) and gets no flag.
+TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
+                                      "dict": (dict,)}
 #: Commands that start runs, the ones plugin options can join.
 RUN_COMMANDS = ("train", "tune", "autopilot")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -49,7 +51,8 @@ class OptionSpec:
 
     :param name: lower-snake key in the table.
     :param table: the options table (default: the declaring plugin's name).
-    :param type: ``str``, ``int``, ``float`` or ``bool``.
+    :param type: ``str``, ``int``, ``float``, ``bool`` or ``dict`` (a table, set in a config file or
+        with ``--set``; no flag).
     :param default: the value when none is given; ``None``: left out of the config.
     :param help: one line for ``--help``.
     :param commands: the commands with the flag (``train``, ``tune``, ``autopilot``).
@@ -101,8 +104,9 @@ class OptionSpec:
             value = float(value)
         ok = isinstance(value, TYPES[self.type]) and not (self.type != "bool" and isinstance(value, bool))
         if not ok:
-            raise ConfigError(f"option {self.table}.{self.name} takes a {self.type}, got {value!r} "
-                              f"({self.cli_flag} or --set {self.table}.{self.name}=VALUE)")
+            how = (f"--set {self.table}.{self.name}.KEY=VALUE" if self.type == "dict"
+                   else f"{self.cli_flag} or --set {self.table}.{self.name}=VALUE")
+            raise ConfigError(f"option {self.table}.{self.name} takes a {self.type}, got {value!r} ({how})")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"option {self.table}.{self.name} must be one of "
                               f"{', '.join(map(str, self.choices))}, got {value!r}")
@@ -123,6 +127,8 @@ def make_add(plugin: str, out: list[OptionSpec], problems: list[str]) -> AddOpti
             problems.append(f"option {table}.{name}: type {type!r} is not one of {', '.join(TYPES)}")
         elif unknown := [c for c in cmds if c not in RUN_COMMANDS]:
             problems.append(f"option {table}.{name}: commands {unknown} are not among {', '.join(RUN_COMMANDS)}")
+        elif type == "dict" and (multiple or choices is not None or flag is not None):
+            problems.append(f"option {table}.{name}: a dict option takes no multiple, choices or flag")
         else:
             spec = OptionSpec(name, table, type, None, help, cmds, flag,
                               tuple(choices) if choices is not None else None, plugin, bool(multiple))
@@ -131,7 +137,7 @@ def make_add(plugin: str, out: list[OptionSpec], problems: list[str]) -> AddOpti
             except ConfigError as exc:
                 problems.append(f"default of {exc}")
 
-    return add  # type: ignore[return-value]
+    return add
 
 
 def declared_options() -> list[OptionSpec]:
@@ -160,8 +166,9 @@ def complete_options(given: Mapping[str, Any], specs: Iterable[OptionSpec] | Non
     out: dict[str, dict[str, Any]] = {}
     for table, values in given.items():
         if table not in tables:
-            raise ConfigError(f"no plugin declares the options table {table!r}.{_close(table, tables)} "
-                              f"Tables: {', '.join(sorted(tables)) or 'none'} (see `bestiary plugins`)")
+            raise ConfigError(_not_loaded(table) or f"no plugin declares the options table {table!r}."
+                              f"{_close(table, tables)} Tables: {', '.join(sorted(tables)) or 'none'} "
+                              "(see `bestiary plugins`)")
         if not isinstance(values, Mapping):
             raise ConfigError(f"options.{table} must be a table of options, got {values!r}")
         for key, value in values.items():
@@ -176,6 +183,23 @@ def complete_options(given: Mapping[str, Any], specs: Iterable[OptionSpec] | Non
             if table in out and out[table].get(name, 0) is None:
                 del out[table][name]  # TOML has no null: an unset option is absent
     return {t: v for t, v in out.items() if v}
+
+
+def _not_loaded(table: str) -> str | None:
+    """The error for a table of a plugin that did not load (tables default to the plugin's name)."""
+    from .host import ENV_DISABLE, get_host
+
+    info = next((p for p in get_host().plugins if p.name == table), None)
+    if info is None or info.status == "ok":
+        return None
+    why = (f"it is blocked ({ENV_DISABLE}); unblock it" if info.status == "blocked"
+           else f"it failed to load ({info.error}); fix it (see `bestiary plugins`)")
+    from .engine.config import MOVED  # pure Python: the old top-level keys that now live in tables
+
+    old = [key for key, owner in MOVED.items() if owner == table]
+    where = f"[options.{table}]" + (f" (or the old top-level {', '.join(old)})" if old else "")
+    return (f"the options table {table!r} belongs to {info.describe()}, which is not loaded: {why}, "
+            f"or remove {where} from the config")
 
 
 def option_value(config: Any, table: str, name: str, default: Any = None) -> Any:

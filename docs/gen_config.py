@@ -235,9 +235,62 @@ def render_table(fields: list[FieldDoc]) -> str:
     return "\n".join(lines)
 
 
+PLUGIN_OPTIONS = """\
+Plugins declare run options of their own (hook `add_options`, see
+[Writing a plugin](plugins.md#adding-kinds-commands-and-options)). They live in the config's
+`options` field, one table per plugin: `[options.<table>]` in a TOML file, a flag of the commands
+named below, or `--set <table>.KEY=VALUE`. `bestiary train --help` lists the flags of every
+installed plugin; the built-in plugins declare these. A table of a plugin that is not loaded
+(blocked with `BESTIARY_DISABLE_PLUGINS`, or failed) is refused, naming the plugin.
+
+The debugger's options were fields of their own before: a config file or a saved run's
+`config.json` that holds `rules`, `debug_every` or `rule_options` at the top level is read as
+`[options.debugger]`, and `--set rules=default` still works.
+"""
+
+
+def builtin_options() -> list[Any]:
+    """The options that the built-in plugins declare, from a host of the built-ins alone (installed
+    third-party plugins and the environment do not change the reference)."""
+    from bestiary.host import PluginHost
+
+    host = PluginHost(autoload=False, disabled=())
+    builtin = {p.name for p in host.plugins if p.source == "builtin"}
+    return [spec for spec in host.options() if spec.plugin in builtin]
+
+
+def render_options(specs: list[Any]) -> str:
+    """The table of plugin options: key, type, default, command line and help."""
+    lines = [
+        "| option | type | default | command line | description |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for spec in specs:
+        key = f"{spec.table}.{spec.name}"
+        kind = "table" if spec.type == "dict" else _TOML_TYPES[spec.type]
+        if spec.multiple:
+            kind = f"array of {kind}s"
+        if spec.choices:
+            kind += ": " + ", ".join(f"`{c}`" for c in spec.choices)
+        default = "*unset*" if spec.default is None else f"`{_toml(spec.default)}`"
+        if spec.type == "dict" or not spec.commands:
+            flag = f"`--set {key}.KEY=VALUE`"
+        else:
+            flag = f"`{spec.cli_flag}`" + (" (repeatable)" if spec.multiple else "")
+            flag += f" of {', '.join(spec.commands)}"
+        lines.append(f"| `{key}` | {kind} | {default} | {flag} | {_inline(spec.help)} |")
+    return "\n".join(lines)
+
+
 def generate(config_cls: type | None = None, docs: dict[str, str] | None = None,
-             params: dict[str, Any] | None = None) -> str:
-    """The complete text of docs/config.md."""
+             params: dict[str, Any] | None = None, options: list[Any] | None = None) -> str:
+    """The complete text of docs/config.md.
+
+    :param options: the plugin options to list (default: the built-in plugins' ones for the real
+        ``RunConfig``, none for another class).
+    """
+    if options is None:
+        options = builtin_options() if config_cls is None else []
     if config_cls is None:
         from bestiary.engine.config import RunConfig, field_docs
 
@@ -271,6 +324,8 @@ def generate(config_cls: type | None = None, docs: dict[str, str] | None = None,
     rest = [d for name, d in described.items() if name not in placed]
     if rest:
         parts += [f"## {OTHER[0]}", "", render_table(rest), ""]
+    if options:
+        parts += ["## Options of plugins", "", PLUGIN_OPTIONS.rstrip("\n"), "", render_options(options), ""]
     return "\n".join(parts).rstrip("\n") + "\n"
 
 

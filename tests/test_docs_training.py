@@ -161,12 +161,13 @@ def _first_command(command: click.Command, args: list[str]) -> str | None:
 def _unknown_commands(text: str) -> list[str]:
     unknown = []
     ctx = click.Context(main)
+    known = set(main.list_commands(ctx))  # bestiary's own and those plugins add (bestiary jobs)
     for line in _command_lines(text):
         for args in _invocations(line):
             name = _first_command(main, args)
             if name is None:
                 continue
-            if name not in COMMANDS:
+            if name not in known:
                 unknown.append(f"bestiary {name}")
                 continue
             command = main.get_command(ctx, name)

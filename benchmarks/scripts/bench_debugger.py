@@ -60,8 +60,8 @@ def one_run(args: argparse.Namespace, rules: str | None, root: str) -> dict[str,
     try:
         config = RunConfig(arch=args.arch, dataset="digits", data={"img_size": args.img_size}, batch_size=args.batch_size,
                            epochs=10_000, eval_every=10_000, max_steps=args.warmup + args.steps, lr=1e-3, schedule="constant", log_every=10,
-                           quiet=True, device=args.device, runs_root=root, rules=rules,
-                           debug_every=args.debug_every)
+                           quiet=True, device=args.device, runs_root=root,
+                           options={"debugger": {"rules": rules, "debug_every": args.debug_every}} if rules else {})
         summary = train(config, host=bestiary.get_host())
     finally:
         handle.remove()

@@ -25,14 +25,14 @@ def debug_command(run_dir: str, rules: str | None, sets: tuple[str, ...], report
 
     Exit status 0 with or without findings; the findings are printed, one per line.
     """
-    from ..debug.replay import replay
+    from ..debug.replay import replay, saved_settings
     from ..debug.report import render
     from ..engine.config import apply_set
     from ..engine.rundir import RunDir
 
     options = None
     if sets:
-        saved = RunDir(run_dir).read_json("config.json")["config"].get("rule_options") or {}
+        saved = saved_settings(RunDir(run_dir).read_json("config.json")["config"])[1]
         options = json.loads(json.dumps(saved))
         for item in sets:
             if "." not in item.partition("=")[0]:

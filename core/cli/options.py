@@ -12,10 +12,10 @@ from typing import Any
 
 import click
 
-from ..engine.config import MODES, OPTIMIZERS, PRECISIONS, SCHEDULES, RunConfig, field_docs
+from ..engine.config import MODES, MOVED, OPTIMIZERS, PRECISIONS, SCHEDULES, RunConfig, field_docs
 
 #: Fields set by positional arguments, tables, or dedicated options of the commands.
-SKIP = {"arch", "model", "data", "metrics", "strategy_options", "rule_options", "options"}
+SKIP = {"arch", "model", "data", "metrics", "strategy_options", "options"}
 _CLICK_TYPES = {"int": int, "float": float, "str": str}
 _CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS, "mode": MODES}
 
@@ -63,7 +63,7 @@ def add_plugin_options(command: click.Command, name: str) -> None:
     command.params = [p for p in command.params if not (p.name or "").startswith("opt__")]
     taken = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
     for spec in host.options():
-        if name not in spec.commands:
+        if name not in spec.commands or spec.type == "dict":  # a table is set in a file or with --set
             continue
         flag = spec.cli_flag
         if flag in taken:
@@ -86,12 +86,17 @@ def add_plugin_options(command: click.Command, name: str) -> None:
 
 def plugin_sets(sets: list[str], tables: set[str]) -> list[str]:
     """``--set TABLE.KEY=VALUE`` of a plugin's options table becomes ``options.TABLE.KEY=VALUE``
-    (a table named like a config field, ``model``, keeps meaning the field)."""
+    (a table named like a config field, ``model``, keeps meaning the field). A key that moved from
+    the config into a plugin's table (``--set rules=default``, ``--set rule_options.R.P=V``) goes there.
+    """
     tables = tables - {f.name for f in dataclasses.fields(RunConfig)}
     out = []
     for item in sets:
         head = item.partition("=")[0].split(".", 1)[0].strip()
-        out.append(f"options.{item.strip()}" if head in tables else item)
+        if head in MOVED:
+            out.append(f"options.{MOVED[head]}.{item.strip()}")
+        else:
+            out.append(f"options.{item.strip()}" if head in tables else item)
     return out
 
 

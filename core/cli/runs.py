@@ -12,11 +12,10 @@ from typing import Any
 
 import click
 
-from . import console as make_console
-
 from ..engine.compare import RunNotFoundError, UnknownMetricError
 from ..engine.index import RunsIndex
 from . import NameProblem
+from . import console as make_console
 
 ENV_RUNS_ROOT = "BESTIARY_RUNS_ROOT"
 #: Above this many rows a listing is printed as plain columns: rich takes seconds for thousands.
@@ -49,7 +48,10 @@ def _index(root: Path | None) -> RunsIndex:
     root = _root(root)
     index = RunsIndex(root)
     if not index.file.exists() and any(root.glob("*/config.json")):
-        index.rebuild()  # runs written before the index existed, or copied in
+        try:
+            index.rebuild()  # runs written before the index existed, or copied in
+        except OSError:
+            pass  # a read-only runs folder: reading scans the run directories instead
     return index
 
 
@@ -258,7 +260,13 @@ def compare_command(
 def rebuild_command(root: Path | None, as_json: bool) -> None:
     """Re-create the runs index from the run directories (after copying or deleting runs)."""
     index = RunsIndex(_root(root))
-    count = index.rebuild()
+    try:
+        count = index.rebuild()
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot write the runs index {index.file}: {exc.strerror or exc}; make {index.root} writable "
+            "(listing and showing runs work without it)"
+        ) from exc
     if as_json:
         click.echo(json.dumps({"root": str(index.root), "index": str(index.file), "runs": count}))
     else:

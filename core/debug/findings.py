@@ -70,7 +70,7 @@ def _short(value: Any) -> str:
 
 def read_findings(path: str | Path) -> list[Finding]:
     """The findings of a ``findings.jsonl`` file (lines cut short by a kill are skipped)."""
-    out = []
+    out: list[Finding] = []
     p = Path(path)
     if not p.exists():
         return out

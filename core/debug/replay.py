@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..engine.config import migrate
 from ..engine.rundir import RunDir
 from .findings import Finding
 from .report import INFO, STATS
@@ -26,6 +27,13 @@ def load_records(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def saved_settings(config: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The rules and rule parameters a saved ``config.json`` names, in the ``debugger`` plugin's
+    options table (a config written before the table existed is read through :func:`migrate`)."""
+    table = migrate(config).get("options", {}).get("debugger") or {}
+    return table.get("rules"), dict(table.get("rule_options") or {})
+
+
 def replay(run_dir: str | Path, rules: str | None = None, *, host: Any = None,
            options: dict[str, Any] | None = None) -> tuple[list[Finding], list[Any], int]:
     """Replay rules on a run directory, in the order the live run saw events.
@@ -33,7 +41,7 @@ def replay(run_dir: str | Path, rules: str | None = None, *, host: Any = None,
     :param run_dir: a run directory whose run had rules (it holds ``debug/stats.jsonl``).
     :param rules: rules to run (as ``--rules``); default: the rules the run used.
     :param host: plugin host (default: the process-wide one).
-    :param options: rule parameters by rule; default: the run's ``rule_options``.
+    :param options: rule parameters by rule; default: the run's ``[options.debugger] rule_options``.
     :return: the findings, the rules that ran, and the number of collection records replayed.
     :raises FileNotFoundError: the directory is not a run, or its run collected no statistics.
     """
@@ -44,9 +52,8 @@ def replay(run_dir: str | Path, rules: str | None = None, *, host: Any = None,
     if not info_file.exists():
         raise FileNotFoundError(f"{run_dir} holds no debugger statistics ({INFO}): train with --rules default "
                                 "(or any rules) to collect them")
-    config = rd.read_json("config.json")["config"]
-    spec = rules or config.get("rules") or "default"
-    saved = config.get("rule_options") or {}
+    saved_rules, saved = saved_settings(rd.read_json("config.json")["config"])
+    spec = rules or saved_rules or "default"
     chosen = select_rules(spec, host, saved if options is None else options, strict=False)
     found: list[Finding] = []
     info = json.loads(info_file.read_text())

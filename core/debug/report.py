@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .findings import Finding
@@ -17,7 +17,7 @@ REPORT = "debug/report.md"
 
 
 def render(findings: list[Finding], rules: list[Rule], *, title: str, every: int, records: int,
-           skipped: list[Rule] = (), errors: Mapping[str, str] | None = None, stop_reason: str | None = None) -> str:
+           skipped: Sequence[Rule] = (), errors: Mapping[str, str] | None = None, stop_reason: str | None = None) -> str:
     """The report as Markdown: findings grouped by rule, then every rule that ran and its parameters."""
     lines = [f"# {title}", ""]
     by_rule: dict[str, list[Finding]] = {}

@@ -121,7 +121,7 @@ def select_rules(spec: str, host: PluginHost | None = None,
         (bare or ``plugin:name``), each optionally followed by ``:stop`` or ``:report`` to set its action.
     :param host: plugin host (default: the process-wide one).
     :param options: rule name -> parameters overriding the entry's defaults
-        (``{"vanishing_gradient": {"threshold": 1e-8}}``, from the config's ``rule_options``).
+        (``{"vanishing_gradient": {"threshold": 1e-8}}``, from the run's ``[options.debugger] rule_options``).
     :param strict: refuse options for rules ``spec`` does not choose (a replay of fewer rules than
         the run used passes ``False`` to ignore the others' saved options).
     :raises ConfigError: bad parameters or actions; unknown names raise the registry's lookup error,
@@ -151,7 +151,7 @@ def select_rules(spec: str, host: PluginHost | None = None,
         unknown = sorted(options)
         close = difflib.get_close_matches(unknown[0], [e.name for e, _ in chosen.values()], n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"rule_options names rules this run does not use: {', '.join(unknown)}.{hint} "
+        raise ConfigError(f"debugger.rule_options names rules this run does not use: {', '.join(unknown)}.{hint} "
                           f"Rules of this run: {', '.join(e.name for e, _ in chosen.values())}")
     return rules
 

@@ -97,12 +97,17 @@ def save(path: str | Path, *, model: dict[str, torch.Tensor], optimizer: dict[st
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    weights = {k: v.detach().cpu().contiguous().clone() for k, v in model.items()}
-    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
-    tensors: dict[str, torch.Tensor] = {}
-    state = {"optimizer": flatten_state(optimizer, tensors, "optimizer"), "extra": flatten_state(extra, tensors, "extra")}
-    save_file(tensors, str(tmp / "state.safetensors"), metadata={"format": FORMAT})
-    (tmp / "state.json").write_text(json.dumps(state))
+    try:
+        weights = {k: v.detach().cpu().contiguous().clone() for k, v in model.items()}
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
+        tensors: dict[str, torch.Tensor] = {}
+        state = {"optimizer": flatten_state(optimizer, tensors, "optimizer"), "extra": flatten_state(extra, tensors, "extra")}
+        save_file(tensors, str(tmp / "state.safetensors"), metadata={"format": FORMAT})
+        (tmp / "state.json").write_text(json.dumps(state))
+    except BaseException:
+        # A full disk or a bad value: a half-written folder only wastes space (each retry another).
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return commit(tmp, path, FILES, FORMAT)
 
 
@@ -111,18 +116,26 @@ def commit(tmp: Path, path: Path, files: Iterable[str], fmt: str) -> Path:
     ``fmt``), everything synced to disk, then ``tmp`` renamed to ``path`` (an existing checkpoint
     there is replaced only once the new one is complete)."""
     files = list(files)
-    manifest = {"format": fmt, "files": {n: {"bytes": (tmp / n).stat().st_size, "sha256": _digest(tmp / n)}
-                                         for n in files}}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    for name in (*files, "manifest.json"):
-        _fsync(tmp / name)
-    if path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(path)
+    try:
+        manifest = {"format": fmt, "files": {n: {"bytes": (tmp / n).stat().st_size, "sha256": _digest(tmp / n)}
+                                             for n in files}}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        for name in (*files, "manifest.json"):
+            _fsync(tmp / name)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            path.rename(old)
+            try:
+                tmp.rename(path)
+            except BaseException:
+                old.rename(path)  # keep the complete checkpoint that was there
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing under the final name refers to it
+        raise
     _fsync(path.parent)
     return path
 

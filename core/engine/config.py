@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -108,15 +109,9 @@ class RunConfig:
     """This run's directory; default: a new folder under ``runs_root``."""
     quiet: bool = False
     """No progress bar."""
-    rules: str | None = None
-    """Training debugger rules to run: ``default``, ``all`` or names (comma separated, ``NAME:stop``
-    to end the run on a finding); see ``bestiary list rules`` and docs/debugger.md. Default: none."""
-    debug_every: int = 50
-    """Debugger: collect tensor and system statistics every this many optimizer steps (and at step 1)."""
-    rule_options: dict[str, Any] = field(default_factory=dict)
-    """Debugger rule parameters, by rule, e.g. ``{vanishing_gradient = {threshold = 1e-8}}``."""
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Options that plugins declare, by table: ``[options.<table>]`` (see ``bestiary.options``)."""
+    """Options that plugins declare, by table: ``[options.<table>]`` (see ``bestiary.options``); the
+    debugger's ``rules``, ``debug_every`` and ``rule_options`` are in ``[options.debugger]``."""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -129,6 +124,9 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
+        """A config from a dict (a TOML file, a saved ``config.json``); keys of older configs move to
+        where they live now (see :data:`MOVED`)."""
+        values = migrate(values)
         names = {f.name for f in fields(cls)}
         unknown = [k for k in values if k not in names]
         if unknown:
@@ -143,7 +141,7 @@ class RunConfig:
 
     @classmethod
     def load(
-        cls, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, sets: list[str] = ()
+        cls, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, sets: Sequence[str] = ()
     ) -> RunConfig:
         """Merge a TOML file, explicit overrides (flags) and ``key=value`` strings, in that order."""
         values: dict[str, Any] = {}
@@ -156,6 +154,33 @@ class RunConfig:
         for item in sets:
             apply_set(values, item)
         return cls.from_dict(values)
+
+
+#: Top-level keys of configs written before a plugin declared them as its options -> the options
+#: table they now live in. Saved runs (``config.json``) and config files keep working unchanged.
+MOVED: dict[str, str] = {"rules": "debugger", "debug_every": "debugger", "rule_options": "debugger"}
+
+
+def migrate(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with the keys of :data:`MOVED` moved into ``options.<table>``; a value given in the
+    table already wins, and an empty one (``None``, ``{}``: the old defaults of unused fields) is
+    dropped, since TOML has no null."""
+    out = dict(values)
+    if not any(key in out for key in MOVED):
+        return out
+    options = {t: dict(v) if isinstance(v, Mapping) else v for t, v in (out.get("options") or {}).items()}
+    for key, table in MOVED.items():
+        if key not in out:
+            continue
+        value = out.pop(key)
+        if value is None or value == {}:
+            continue
+        target = options.setdefault(table, {})
+        if isinstance(target, dict):
+            target.setdefault(key, value)
+    if options:
+        out["options"] = options
+    return out
 
 
 def apply_set(values: dict[str, Any], item: str) -> None:
@@ -189,6 +214,9 @@ def _validate(cfg: RunConfig) -> None:
             ok = isinstance(value, _TYPES[kind]) and not (kind != "bool" and isinstance(value, bool))
             if not ok:
                 raise ConfigError(f"config field {f.name!r}: expected {kind}, got {value!r}")
+            # NaN slips through every comparison below and inf trains to a NaN loss with exit 0.
+            if kind == "float" and not math.isfinite(value):
+                raise ConfigError(f"config field {f.name!r}: must be a finite number, got {value!r}")
         elif kind.startswith("dict") and not isinstance(value, dict):
             raise ConfigError(f"config field {f.name!r}: expected a table of options, got {value!r}")
         elif kind.startswith("list") and not (
@@ -200,8 +228,7 @@ def _validate(cfg: RunConfig) -> None:
     _choice(cfg, "precision", PRECISIONS)
     if cfg.mode is not None:
         _choice(cfg, "mode", MODES)
-    for name in ("epochs", "batch_size", "accumulate", "log_every", "eval_every", "keep_checkpoints", "step_size",
-                 "debug_every"):
+    for name in ("epochs", "batch_size", "accumulate", "log_every", "eval_every", "keep_checkpoints", "step_size"):
         _positive(cfg, name)
     for name in ("max_steps", "eval_batch_size", "checkpoint_every", "early_stopping"):
         if getattr(cfg, name) is not None:
@@ -238,8 +265,8 @@ def field_docs() -> dict[str, str]:
 
     tree = ast.parse(inspect.getsource(RunConfig))
     body = tree.body[0].body  # type: ignore[attr-defined]
-    docs = {}
+    docs: dict[str, str] = {}
     for node, nxt in zip(body, body[1:]):
         if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = nxt.value.value  # type: ignore[union-attr]
+            docs[node.target.id] = str(nxt.value.value)  # type: ignore[union-attr]
     return docs

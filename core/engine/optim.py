@@ -13,7 +13,8 @@ DEFAULT_LR = {"adamw": 1e-3, "sgd": 0.1}
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Decay matrices and convolutions; leave biases, norms and other 1-D parameters alone."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim > 1 else no_decay).append(p)

@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
+#: What a checkpoint writer killed mid-way leaves: ``.step-N.tmp-PID`` (or ``.tmp-dcp``) being
+#: written, ``.step-N.old-PID`` being replaced (see ``bestiary.engine.checkpoint.commit``).
+STALE_RE = re.compile(r"^\.(step-\d+)\.(tmp|old)-[^/]+$")
 
 
 def new_run_dir(root: str | Path, arch: str, dataset: str) -> Path:
@@ -106,8 +109,36 @@ class RunDir:
         return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))  # type: ignore[union-attr]
 
     def latest_checkpoint(self) -> Path | None:
+        """The newest checkpoint, once what killed writers left behind is cleaned up (a resume
+        is the next start of the run, so no writer of this run is alive)."""
+        self.clean_stale_checkpoints()
         found = self.list_checkpoints()
         return found[-1] if found else None
+
+    def clean_stale_checkpoints(self) -> list[Path]:
+        """Remove the temporary folders of interrupted checkpoint writes; return them.
+
+        A writer killed between moving the previous checkpoint aside and renaming the new one
+        into place leaves ``.step-N.old-PID`` and no ``step-N``: that complete checkpoint is put
+        back rather than deleted.
+        """
+        if not self.checkpoints.is_dir():
+            return []
+        removed = []
+        for stale in sorted(self.checkpoints.iterdir()):
+            match = STALE_RE.match(stale.name)
+            if match is None or not stale.is_dir():
+                continue
+            final = self.checkpoints / match.group(1)
+            if match.group(2) == "old" and not final.exists():
+                try:
+                    stale.rename(final)
+                    continue
+                except OSError:
+                    pass  # another rank restored it first
+            shutil.rmtree(stale, ignore_errors=True)
+            removed.append(stale)
+        return removed
 
     def prune_checkpoints(self, keep: int) -> None:
         for old in self.list_checkpoints()[:-keep]:

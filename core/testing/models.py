@@ -164,7 +164,7 @@ def _forward(
     """``task.loss(model, batch)``; a failure names the broken forward contract when the model's
     output shows it (a forecaster returning a tensor fails inside the task, far from the cause)."""
     try:
-        return task.loss(model, batch)  # type: ignore[no-any-return]
+        return task.loss(model, batch)
     except Exception as exc:
         hint = forward_hint(task_name, model, batch, info)
         raise ConformanceError(entry, check, f"{type(exc).__name__}: {exc}", hint) from exc

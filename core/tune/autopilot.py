@@ -142,9 +142,9 @@ def default_point(config: Any, space: SearchSpace, entry: Entry | None = None) -
         if p.type == "categorical":
             point[p.name] = value if value in p.choices else p.choices[0]
         elif value is None:
-            point[p.name] = cast(p.low)
+            point[p.name] = cast(p.low)  # type: ignore[arg-type]  # ranges always have bounds
         else:
-            point[p.name] = cast(min(max(value, p.low), p.high))  # type: ignore[type-var]
+            point[p.name] = cast(min(max(value, p.low), p.high))
     return point
 
 

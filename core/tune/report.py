@@ -46,11 +46,11 @@ def leaderboard(study: Any) -> list[dict[str, Any]]:
             row["retry_of"] = t.system_attrs["failed_trial"]
         rows.append(row)
 
-    def key(row: dict[str, Any]) -> tuple[Any, ...]:
+    def rank(row: dict[str, Any]) -> tuple[Any, ...]:
         value = row[names[0]]
         return (row["state"] != "complete", -signs[0] * value if value is not None else 0.0, row["trial"])
 
-    return sorted(rows, key=key)
+    return sorted(rows, key=rank)
 
 
 def best(study: Any) -> dict[str, Any]:

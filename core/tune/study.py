@@ -182,7 +182,7 @@ class Tuner:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.storage_target = self.storage or str(Path(self.config.runs_root) / "studies" / f"{self.study_name}.journal")
         storage = open_storage(self.storage, self.storage_target)
-        directions = [o.direction for o in self.objectives]
+        directions: list[Any] = [o.direction for o in self.objectives]
         try:
             self.study = optuna.create_study(
                 study_name=self.study_name, storage=storage, directions=directions, load_if_exists=True,

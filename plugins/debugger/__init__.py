@@ -1,8 +1,9 @@
 """The ``debugger`` plugin: the built-in training debugger rules, and the live debugger.
 
-A run that names rules (``--rules default``, the config's ``rules``, ``rule_options`` and
-``debug_every``) gets a :class:`~bestiary.plugins.debugger.session.Debugger` at run start; it
-watches the run through the engine's public per-step hooks only. Rule names and options are
+A run that names rules (``--rules default``; the options ``rules``, ``debug_every`` and
+``rule_options`` that this plugin declares, in the table ``[options.debugger]``) gets a
+:class:`~bestiary.plugins.debugger.session.Debugger` at run start; it watches the run through the
+engine's public per-step hooks only. Rule names and options are
 checked in ``on_run_configure``, before anything is built.
 
 Each rule's parameters are the keyword arguments of its class, shown as the entry's ``defaults``
@@ -46,25 +47,65 @@ def defaults(cls: Any) -> dict[str, Any]:
     return {n: p.default for n, p in inspect.signature(cls).parameters.items() if p.default is not p.empty}
 
 
+#: The options table of the debugger (``[options.debugger]``), and the default of ``debug_every``.
+TABLE = "debugger"
+DEBUG_EVERY = 50
+
+
+@hookimpl
+def add_options(add: Any) -> None:
+    add("rules", type="str", table=TABLE, commands=("train", "tune"),
+        help=("Training debugger rules to run: default, all or names (comma separated, NAME:stop to end the "
+              "run on a finding); see `bestiary list rules` and docs/debugger.md. Default: none."))
+    # no declared default: a run without rules keeps no [options.debugger] table
+    add("debug_every", type="int", table=TABLE, commands=("train", "tune"),
+        help=f"Debugger: collect tensor and system statistics every this many optimizer steps (and at step 1); "
+             f"default {DEBUG_EVERY}.")
+    add("rule_options", type="dict", table=TABLE, commands=(),
+        help="Debugger rule parameters, by rule, e.g. `{vanishing_gradient = {threshold = 1e-8}}`.")
+
+
+def settings(config: Any) -> tuple[str | None, int, dict[str, Any]]:
+    """The run's rules, collection interval and rule parameters, from ``[options.debugger]``.
+
+    Checked here too, since a config made in Python skips the CLI's checks of declared options.
+    """
+    from bestiary.extend import ConfigError, option_value
+
+    rules = option_value(config, TABLE, "rules")
+    every = option_value(config, TABLE, "debug_every", DEBUG_EVERY)
+    params = option_value(config, TABLE, "rule_options") or {}
+    if rules is not None and not isinstance(rules, str):
+        raise ConfigError(f"option debugger.rules takes a string such as 'default', got {rules!r}")
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ConfigError(f"option debugger.debug_every must be an integer >= 1, got {every!r} (--debug-every N)")
+    if not isinstance(params, dict):
+        raise ConfigError(f"option debugger.rule_options takes a table of rule parameters by rule, got {params!r} "
+                          "(--set debugger.rule_options.RULE.PARAM=VALUE)")
+    return rules, every, params
+
+
 @hookimpl
 def on_run_configure(config: Any, host: Any) -> None:
-    if config.rules is not None:
+    rules, _, params = settings(config)
+    if rules is not None:
         from bestiary.extend import select_rules  # plain Python: builds the rules to check them
 
-        select_rules(config.rules, host, config.rule_options)
+        select_rules(rules, host, params)
 
 
 @hookimpl
 def on_run_start(run: Any) -> None:
-    if run.config.rules is None or not run.is_main:  # rules and collection run on the main process only
+    rules, every, params = settings(run.config)
+    if rules is None or not run.is_main:  # rules and collection run on the main process only
         return
     from bestiary.extend import select_rules
 
     from .session import Debugger  # imports torch (the collector): only runs with rules
 
-    rules = select_rules(run.config.rules, run.host, run.config.rule_options)
-    if rules:
-        Debugger(run, run.host, rules, train_set=run.data.split("train"), info=run.data.info,
+    built = select_rules(rules, run.host, params)
+    if built:
+        Debugger(run, run.host, built, every=every, train_set=run.data.split("train"), info=run.data.info,
                  total_steps=run.total_steps)
 
 

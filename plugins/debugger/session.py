@@ -41,15 +41,16 @@ class Debugger:
     :param run: the run's context.
     :param host: the plugin host (its hooks receive findings; this object joins them for the run).
     :param rules: the built rules.
+    :param every: collect a full record every this many optimizer steps (and at step 1).
     :param train_set: the training split (for class counts).
     :param info: the dataset's info.
     :param total_steps: optimizer steps the run will take.
     """
 
-    def __init__(self, run: Any, host: Any, rules: list[Rule], *, train_set: Any, info: Mapping[str, Any],
-                 total_steps: int) -> None:
+    def __init__(self, run: Any, host: Any, rules: list[Rule], *, every: int, train_set: Any,
+                 info: Mapping[str, Any], total_steps: int) -> None:
         cfg = run.config
-        self.run, self.host, self.every = run, host, cfg.debug_every
+        self.run, self.host, self.every = run, host, every
         self.path = Path(run.path)
         self.runner = RuleRunner(rules, self._emit, run.strategy.device.type)
         # a compiled model would recompile for hooks added between steps: no activations, no forward split

@@ -9,7 +9,11 @@ quantile loss) are divided once at the end.
 Undefined terms are left out, never averaged in as inf or NaN: a window with no observed point,
 a MAPE point whose target is 0, a sMAPE point whose target and forecast are both 0, and a MASE or
 MSIS window whose seasonal error is 0 or unknown (a constant history). A metric with nothing left
-to average is NaN, and a warning says why.
+to average is NaN, and a warning says why. ND and the weighted quantile loss divide by the sum of
+|target|: when the observed future is all 0 they are inf (NaN for a forecast that is 0 too), as
+gluonts' Evaluator has them, with a warning.
+
+Forecasts are scored in float64 whatever their dtype: float32 cannot tell 16777217 from 16777216.
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ def quantile(outputs: Mapping[str, Any], q: float) -> torch.Tensor:
     """The forecast at level ``q`` ``[B, H]``: the model's quantile at ``q``, linearly interpolated
     between its nearest levels (clamped at the outermost), or the mean for a point forecast."""
     if "quantiles" not in outputs:
-        return outputs["mean"].float()
-    qs = outputs["quantiles"].float()
+        return _floating(outputs["mean"])
+    qs = _floating(outputs["quantiles"])
     levels = [float(x) for x in outputs["levels"]]
     for j, level in enumerate(levels):
         if abs(level - q) < 1e-9:
@@ -50,6 +54,11 @@ def quantile(outputs: Mapping[str, Any], q: float) -> torch.Tensor:
     a, b = max(below, key=lambda j: levels[j]), min(above, key=lambda j: levels[j])
     w = (q - levels[a]) / (levels[b] - levels[a])
     return qs[:, a] * (1 - w) + qs[:, b] * w
+
+
+def _floating(values: torch.Tensor) -> torch.Tensor:
+    """``values`` as they are when floating point (float64 keeps its precision), else float64."""
+    return values if values.is_floating_point() else values.double()
 
 
 def _mask(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -81,6 +90,16 @@ def _ratio(num: torch.Tensor, den: torch.Tensor, name: str, why: str) -> float:
         return float(num / den)
     log.warning("%s is undefined here: %s", name, why)
     return math.nan
+
+
+def _over_target(num: torch.Tensor, den: torch.Tensor, name: str | None) -> float:
+    """``num / den`` where ``den`` is a sum of |target|: inf for an error over an all-0 target and
+    NaN for none, as numpy's division in gluonts' Evaluator gives."""
+    if float(den) > 0:
+        return float(num / den)
+    if name:
+        log.warning("%s is undefined here: the observed future values are all 0", name)
+    return math.inf if float(num) > 0 else math.nan
 
 
 class _Forecast(Metric):
@@ -169,7 +188,7 @@ class ND(_Forecast):
         return torch.stack([err.sum(), (y.abs() * mask).sum()])
 
     def value(self, total: torch.Tensor) -> float:
-        return _ratio(total[0], total[1], "nd", "the observed future values are all 0")
+        return _over_target(total[0], total[1], "nd")
 
 
 def quantile_losses(outputs: Mapping[str, Any], batch: Any, levels: Sequence[float]) -> torch.Tensor:
@@ -195,8 +214,7 @@ class WQL(_Forecast):
     def value(self, total: torch.Tensor) -> Any:
         if not float(total[-1]) > 0:
             log.warning("wql is undefined here: the observed future values are all 0")
-            return {str(q): math.nan for q in LEVELS}
-        return {str(q): float(total[j] / total[-1]) for j, q in enumerate(LEVELS)}
+        return {str(q): _over_target(total[j], total[-1], None) for j, q in enumerate(LEVELS)}
 
 
 class MeanWQL(WQL):

@@ -54,6 +54,9 @@ def _divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 class TopKAccuracy(Metric):
     """Fraction of samples whose label is among the ``k`` highest logits (1 when ``k >= C``).
 
+    A tie at the ``k``-th score goes to the higher class index, as in scikit-learn's
+    ``top_k_accuracy_score``: all-equal logits over 6 classes put label 0 last, so top-5 misses it.
+
     State: ``[hits, samples]``.
     """
 
@@ -69,8 +72,12 @@ class TopKAccuracy(Metric):
 
     def stats(self, outputs: torch.Tensor, batch: Any) -> torch.Tensor:
         logits, labels = _logits_and_labels(outputs, batch)
-        top = logits.topk(min(self.k, logits.shape[1]), dim=-1).indices
-        hits = (top == labels[:, None]).any(-1).sum().double()
+        # The label's rank, ties going to the higher class index (scikit-learn's documented rule
+        # for top_k_accuracy_score); torch.topk orders ties arbitrarily, and float16 makes many.
+        own = logits.gather(1, labels[:, None])
+        higher = torch.arange(logits.shape[1], device=logits.device)[None, :] > labels[:, None]
+        rank = ((logits > own) | ((logits == own) & higher)).sum(-1)
+        hits = (rank < self.k).sum().double()
         return torch.stack([hits, _count(labels)])
 
     def value(self, state: torch.Tensor) -> float:

@@ -32,8 +32,8 @@ def healthy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     host = bestiary.PluginHost(autoload=False, disabled=("tensorboard",))
     # digits at their native 8x8 keep resnet18 cheap; a constant learning rate makes it learn fast
     config = RunConfig(arch="resnet18", dataset="digits", data={"img_size": 8}, batch_size=32, max_steps=STEPS,
-                       lr=2e-3, schedule="constant", log_every=2, debug_every=4, quiet=True, runs_root=str(tmp_path_factory.mktemp("healthy")),
-                       rules="default", rule_options=SCALED)
+                       lr=2e-3, schedule="constant", log_every=2, quiet=True, runs_root=str(tmp_path_factory.mktemp("healthy")),
+                       options={"debugger": {"rules": "default", "debug_every": 4, "rule_options": SCALED}})
     return train(config, host=host)
 
 

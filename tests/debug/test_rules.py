@@ -46,7 +46,7 @@ def train(root: Path, **config: Any) -> tuple[dict[str, Any], list[Finding]]:
                               "batch_size": 16, "log_every": 1, "debug_every": 1}
     host = config.pop("host", HOST)
     values.update(config)
-    summary = run(RunConfig(**values), host=host)
+    summary = run(RunConfig.from_dict(values), host=host)  # rules= and debug_every= go to [options.debugger]
     return summary, read_findings(Path(summary["run_dir"]) / "findings.jsonl")
 
 
