@@ -45,7 +45,7 @@ implementations, and never calls the others: a plugin that observes only some ru
 an object for the run from ``on_run_start`` (and unregister it in ``on_run_end``) so that other
 runs pay nothing. Implementations must be cheap (they run inside the training loop)
 and must not raise: an exception ends the run as ``failed``. ``run`` is a
-:class:`bestiary.engine.run.RunContext`; check ``run.is_main`` before writing files. A hook that
+:class:`bestiary.extend.RunContext`; check ``run.is_main`` before writing files. A hook that
 wants the run to end early (a pruner, a watchdog) calls ``run.request_stop(reason)``: the engine
 stops at the next step or evaluation boundary with a checkpoint, the model, status ``stopped`` and
 the reason in the summary.
@@ -171,7 +171,7 @@ def register_benchmarks(register: Register) -> None:
 def register_launchers(register: Register) -> None:
     """Register launchers: the places a run, a tuning study or a benchmark can execute.
 
-    A launcher's factory returns a :class:`bestiary.launch.Launcher`, chosen with
+    A launcher's factory returns a :class:`bestiary.extend.Launcher`, chosen with
     ``bestiary train ... --launcher NAME``. It declares the launch options it understands
     (``accepts``: ``nproc_per_node``, ``instance_type``, ...) and the job kinds it starts
     (``train``, ``tune``, ``command``); implements ``plan`` (the exact request and an estimated cost,
@@ -195,7 +195,7 @@ def register_launchers(register: Register) -> None:
 def register_rules(register: Register) -> None:
     """Register training debugger rules, chosen with ``bestiary train ... --rules NAME,...``.
 
-    A rule's factory returns a :class:`bestiary.debug.Rule`: plain Python (no torch) that receives
+    A rule's factory returns a :class:`bestiary.extend.Rule`: plain Python (no torch) that receives
     collection records (reduced statistics of gradients, weights, updates and activations, step
     timing, CPU/GPU figures), training and validation metrics and facts about the run, and returns
     findings that say what was seen, with numbers, and what to do. Put the rule's parameters and
@@ -244,7 +244,7 @@ def discover_entries(kind: str, register: Register) -> None:
 def register_tasks(register: Register) -> None:
     """Register task adapters (``image-classification``, ``forecasting``, ...).
 
-    A task's factory returns a :class:`bestiary.engine.tasks.Task`: it turns a batch into a loss
+    A task's factory returns a :class:`bestiary.extend.Task`: it turns a batch into a loss
     and predictions, derives architecture arguments from a dataset's ``info`` and names the metrics
     reported by default. Architectures, datasets and metrics name their task in ``task``; the
     entry's name is that task's name.
@@ -263,7 +263,7 @@ def on_run_configure(config: RunConfig, host: PluginHost) -> None:
     looked up. A plugin that reads its own options from the config validates them here, so that a
     typo fails at once with the remedy instead of after the data was loaded.
 
-    :param config: the run config (:class:`bestiary.engine.config.RunConfig`).
+    :param config: the run config (:class:`bestiary.extend.RunConfig`).
     :param host: the plugin host, for lookups in its registry (``host.registry.table("rules")``).
     :return: nothing; results of this hook are ignored.
     :raises bestiary.errors.ConfigError: the config is wrong for this plugin; the message names
@@ -437,7 +437,7 @@ def add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
         def add_hookspecs(pluginmanager):
             pluginmanager.add_hookspecs(WidgetSpecs)
 
-    Mark specs with ``bestiary.hookspecs.hookspec`` (``pluggy.HookspecMarker("bestiary")``).
+    Mark specs with ``bestiary.extend.hookspec`` (``pluggy.HookspecMarker("bestiary")``).
 
     :param pluginmanager: the host's ``pluggy.PluginManager``; call its ``add_hookspecs``.
     :return: nothing; results of this hook are ignored.
@@ -470,8 +470,8 @@ def add_options(add: AddOption) -> None:
     ``config.json`` records it. Users set it with the flag (``--<name>`` by default), a config
     file or ``--set <table>.<name>=VALUE``; keys no plugin declares fail with close matches, and a
     table of a plugin that is not loaded fails naming it. Read it in the run with
-    ``bestiary.options.option_value(config, table, name)``.
+    ``bestiary.extend.option_value(config, table, name)``.
 
-    :param add: callback declaring one option; see :class:`bestiary.options.AddOption`.
+    :param add: callback declaring one option; see :class:`bestiary.extend.AddOption`.
     :return: nothing; results of this hook are ignored.
     """

@@ -34,8 +34,14 @@ class Loaded:
     extra: dict[str, Any]
 
 
-def _flatten(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
-    """Replace tensors by references into ``tensors``; keep tuples distinguishable from lists."""
+def flatten_state(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
+    """``obj`` as JSON values with each tensor replaced by a reference into ``tensors`` (filled
+    here, keyed ``t0``, ``t1``, ...); tuples stay distinguishable from lists. A strategy with its own
+    checkpoint layout stores its extra state this way: ``tensors`` to safetensors, the rest to JSON.
+
+    :param prefix: where ``obj`` sits, for the error message.
+    :raises TypeError: a value a checkpoint cannot hold.
+    """
     if isinstance(obj, torch.Tensor):
         key = f"t{len(tensors)}"
         tensors[key] = obj.detach().cpu().contiguous().clone()
@@ -43,27 +49,28 @@ def _flatten(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
     if isinstance(obj, dict):
         if not all(isinstance(k, (str, int)) for k in obj):
             raise TypeError(f"{prefix}: checkpoint dict keys must be str or int")
-        return {"__dict__": [[k, _flatten(v, tensors, f"{prefix}.{k}")] for k, v in obj.items()]}
+        return {"__dict__": [[k, flatten_state(v, tensors, f"{prefix}.{k}")] for k, v in obj.items()]}
     if isinstance(obj, tuple):
-        return {"__tuple__": [_flatten(v, tensors, prefix) for v in obj]}
+        return {"__tuple__": [flatten_state(v, tensors, prefix) for v in obj]}
     if isinstance(obj, list):
-        return [_flatten(v, tensors, prefix) for v in obj]
+        return [flatten_state(v, tensors, prefix) for v in obj]
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     raise TypeError(f"{prefix}: cannot store {type(obj).__name__} in a checkpoint")
 
 
-def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+def unflatten_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """The inverse of :func:`flatten_state`: ``obj`` with its references replaced by ``tensors``."""
     if isinstance(obj, dict):
         if "__tensor__" in obj:
             return tensors[obj["__tensor__"]]
         if "__tuple__" in obj:
-            return tuple(_unflatten(v, tensors) for v in obj["__tuple__"])
+            return tuple(unflatten_state(v, tensors) for v in obj["__tuple__"])
         if "__dict__" in obj:
-            return {k: _unflatten(v, tensors) for k, v in obj["__dict__"]}
+            return {k: unflatten_state(v, tensors) for k, v in obj["__dict__"]}
         raise CheckpointError(f"unexpected object in checkpoint state: {sorted(obj)}")
     if isinstance(obj, list):
-        return [_unflatten(v, tensors) for v in obj]
+        return [unflatten_state(v, tensors) for v in obj]
     return obj
 
 
@@ -94,7 +101,7 @@ def save(path: str | Path, *, model: dict[str, torch.Tensor], optimizer: dict[st
         weights = {k: v.detach().cpu().contiguous().clone() for k, v in model.items()}
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
         tensors: dict[str, torch.Tensor] = {}
-        state = {"optimizer": _flatten(optimizer, tensors, "optimizer"), "extra": _flatten(extra, tensors, "extra")}
+        state = {"optimizer": flatten_state(optimizer, tensors, "optimizer"), "extra": flatten_state(extra, tensors, "extra")}
         save_file(tensors, str(tmp / "state.safetensors"), metadata={"format": FORMAT})
         (tmp / "state.json").write_text(json.dumps(state))
     except BaseException:
@@ -176,4 +183,4 @@ def load(path: str | Path, map_location: torch.device | str = "cpu") -> Loaded:
         state = json.loads((path / "state.json").read_text())
     except Exception as exc:  # digests matched but the content does not parse: refuse it all the same
         raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
-    return Loaded(model=model, optimizer=_unflatten(state["optimizer"], tensors), extra=_unflatten(state["extra"], tensors))
+    return Loaded(model=model, optimizer=unflatten_state(state["optimizer"], tensors), extra=unflatten_state(state["extra"], tensors))

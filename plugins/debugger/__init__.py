@@ -70,8 +70,7 @@ def settings(config: Any) -> tuple[str | None, int, dict[str, Any]]:
 
     Checked here too, since a config made in Python skips the CLI's checks of declared options.
     """
-    from bestiary.errors import ConfigError
-    from bestiary.options import option_value
+    from bestiary.extend import ConfigError, option_value
 
     rules = option_value(config, TABLE, "rules")
     every = option_value(config, TABLE, "debug_every", DEBUG_EVERY)
@@ -90,7 +89,7 @@ def settings(config: Any) -> tuple[str | None, int, dict[str, Any]]:
 def on_run_configure(config: Any, host: Any) -> None:
     rules, _, params = settings(config)
     if rules is not None:
-        from bestiary.debug import select_rules  # plain Python: builds the rules to check them
+        from bestiary.extend import select_rules  # plain Python: builds the rules to check them
 
         select_rules(rules, host, params)
 
@@ -100,7 +99,7 @@ def on_run_start(run: Any) -> None:
     rules, every, params = settings(run.config)
     if rules is None or not run.is_main:  # rules and collection run on the main process only
         return
-    from bestiary.debug import select_rules
+    from bestiary.extend import select_rules
 
     from .session import Debugger  # imports torch (the collector): only runs with rules
 

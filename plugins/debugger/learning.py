@@ -6,8 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from bestiary.debug import Finding, Rule
-from bestiary.debug.findings import fmt, names
+from bestiary.extend import Finding, Rule, fmt, names
 
 
 class LossNotDecreasing(Rule):

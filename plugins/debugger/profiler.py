@@ -8,8 +8,7 @@ from collections.abc import Mapping
 from itertools import pairwise
 from typing import Any
 
-from bestiary.debug import Finding, Rule
-from bestiary.debug.findings import fmt
+from bestiary.extend import Finding, Rule, fmt
 
 
 class _Patience(Rule):

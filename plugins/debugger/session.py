@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from bestiary import hookimpl
-from bestiary.debug import Finding, Rule
-from bestiary.debug.labels import class_counts
-from bestiary.debug.report import FINDINGS, INFO, REPORT, STATS, render
-from bestiary.debug.runner import RuleRunner
+from bestiary.extend import DEBUG_INFO_FILE as INFO
+from bestiary.extend import DEBUG_REPORT_FILE as REPORT
+from bestiary.extend import DEBUG_STATS_FILE as STATS
+from bestiary.extend import FINDINGS_FILE as FINDINGS
+from bestiary.extend import Finding, Rule, RuleRunner, class_counts
+from bestiary.extend import render_debug_report as render
 
 from .collect import Collector
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bestiary.errors import ConfigError
-from bestiary.launch import LOCAL_OPTIONS, Job, Launcher, LaunchResult
+from bestiary.extend import LOCAL_OPTIONS, ConfigError, Job, Launcher, LaunchResult
 
 
 class LocalLauncher(Launcher):
@@ -18,10 +17,10 @@ class LocalLauncher(Launcher):
 
     @staticmethod
     def _launch_spec(job: Job) -> Any:
-        from bestiary.engine.torchrun import Launch  # imports no torch
+        from bestiary.extend import TorchrunLaunch  # imports no torch
 
         o = job.options
-        return Launch(o.nproc_per_node or 1, o.nnodes, o.node_rank, o.rdzv_endpoint, o.max_restarts)
+        return TorchrunLaunch(o.nproc_per_node or 1, o.nnodes, o.node_rank, o.rdzv_endpoint, o.max_restarts)
 
     def plan(self, job: Job) -> dict[str, Any]:
         self.check(job)
@@ -45,15 +44,15 @@ class LocalLauncher(Launcher):
             raise ConfigError("a local run needs a config or a run directory to resume")
         spec = self._launch_spec(job)
         if spec.needed:
-            from bestiary.engine.torchrun import launch_run
+            from bestiary.extend import launch_torchrun
 
-            return LaunchResult(exit_code=launch_run(job.config, spec, resume=job.resume, quiet=job.quiet))
-        from bestiary.engine.start import start_run
+            return LaunchResult(exit_code=launch_torchrun(job.config, spec, resume=job.resume, quiet=job.quiet))
+        from bestiary.extend import start_run
 
         summary = start_run(job.config, resume=job.resume, quiet=job.quiet)
         code = 0
         if summary["status"] == "interrupted":
-            from bestiary.engine.interrupt import interrupted_exit_code
+            from bestiary.extend import interrupted_exit_code
 
             code = interrupted_exit_code(summary)
         return LaunchResult(exit_code=code, summary=summary)

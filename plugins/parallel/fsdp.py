@@ -23,8 +23,6 @@ from typing import Any
 
 import torch  # the strategy shards torch modules; imported only when a run builds it
 import torch.distributed.checkpoint as dcp
-from bestiary.engine import checkpoint as ckpt
-from bestiary.errors import CheckpointError
 from safetensors.torch import load_file, save_file
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -36,6 +34,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, fully_shard
+
+from bestiary.extend import CheckpointError, commit_checkpoint, flatten_state, unflatten_state, verify_checkpoint
 
 from .distributed import DistributedStrategy
 
@@ -181,11 +181,11 @@ class FSDPStrategy(DistributedStrategy):
         self.barrier()
         if self.is_main:
             tensors: dict[str, torch.Tensor] = {}
-            state = ckpt._flatten(extra, tensors, "extra")
+            state = flatten_state(extra, tensors, "extra")
             save_file(tensors, str(tmp / "extra.safetensors"), metadata={"format": FORMAT})
             (tmp / "extra.json").write_text(json.dumps({"extra": state, "world_size": self.world_size}))
             files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
-            ckpt.commit(tmp, path, files, FORMAT)
+            commit_checkpoint(tmp, path, files, FORMAT)
         self.barrier()
 
     def load_checkpoint(self, path: Path, model: torch.nn.Module,
@@ -207,14 +207,14 @@ class FSDPStrategy(DistributedStrategy):
         try:
             tensors = load_file(str(path / "extra.safetensors"), device="cpu")
             saved = json.loads((path / "extra.json").read_text())
-            return ckpt._unflatten(saved["extra"], tensors)
+            return unflatten_state(saved["extra"], tensors)
         except Exception as exc:  # digests matched but the content does not parse: refuse it all the same
             raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
 
 
 def verify(path: str | Path) -> None:
     """Raise :class:`CheckpointError` unless ``path`` is a complete fsdp checkpoint matching its manifest."""
-    ckpt.verify(path, fmt=FORMAT, required=("dcp/.metadata", "extra.safetensors", "extra.json"))
+    verify_checkpoint(path, fmt=FORMAT, required=("dcp/.metadata", "extra.safetensors", "extra.json"))
 
 
 def _containers_copied(obj: Any) -> Any:

@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from bestiary.engine.tasks import split_samples
-from bestiary.engine.topology import Topology
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
+
+from bestiary.extend import Topology, split_samples
 
 from .distributed import DistributedStrategy
 
@@ -332,13 +332,13 @@ class PipelineStrategy(DistributedStrategy):
 
     def save_checkpoint(self, path: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         extra: dict[str, Any]) -> None:
-        from bestiary.engine import checkpoint as ckpt
+        from bestiary.extend import save_checkpoint
 
         state = self.model_state(model)  # a collective: every rank takes part
         optim: list[Any] = [None] * self.world_size
         dist.all_gather_object(optim, optimizer.state_dict())
         if self.is_main:
-            ckpt.save(path, model=state, optimizer={"stages": optim}, extra=extra)
+            save_checkpoint(path, model=state, optimizer={"stages": optim}, extra=extra)
         self.barrier()
 
     def load_optimizer_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

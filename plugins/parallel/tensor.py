@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from bestiary.engine.topology import Topology
+
+from bestiary.extend import Topology
 
 from .distributed import DistributedStrategy
 from .fsdp import _no_gradient_sync, find_blocks
@@ -178,12 +179,12 @@ class TensorParallelStrategy(DistributedStrategy):
 
     def save_checkpoint(self, path: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         extra: dict[str, Any]) -> None:
-        from bestiary.engine import checkpoint as ckpt
+        from bestiary.extend import save_checkpoint
 
         model_state = self.model_state(model)  # collectives: every rank takes part
         optim_state = self.optimizer_state(model, optimizer)
         if self.is_main:
-            ckpt.save(path, model=model_state, optimizer=optim_state, extra=extra)
+            save_checkpoint(path, model=model_state, optimizer=optim_state, extra=extra)
         self.barrier()
 
 

@@ -9,7 +9,7 @@ from bestiary import hookimpl
 def register_strategies(register):  # type: ignore[no-untyped-def]
     register(
         "single",
-        "bestiary.engine.strategy:Strategy",
+        "bestiary.extend:Strategy",
         description="One process on the CPU or one GPU",
         tags=("builtin",),
         metadata={"min_world_size": 1, "max_world_size": 1},

@@ -9,8 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from bestiary.engine.metrics import Metric
-from bestiary.engine.tasks import Task
+from bestiary.extend import Metric, Task
 
 
 class ImageClassification(Task):

@@ -22,8 +22,8 @@ as a whole with ``BESTIARY_DISABLE_PLUGINS=tensorboard``.
 
 from __future__ import annotations
 
-import logging
 import functools
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from bestiary import hookimpl
 
 if TYPE_CHECKING:
-    from bestiary.engine.run import RunContext
+    from bestiary.extend import RunContext
 
     from .writer import RunWriter
 

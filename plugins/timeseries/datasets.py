@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from bestiary.engine.data import Data
+
+from bestiary.extend import Data
 
 from .series import SEASON_LENGTH, Item, SeriesSet, freq_base
 from .windows import backtest_data

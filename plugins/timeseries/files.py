@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bestiary.engine.data import Data
+
+from bestiary.extend import Data
 
 from .series import PREDICTION_LENGTH, Item, SeriesSet, freq_base, normalise_freq
 from .windows import backtest_data

@@ -24,7 +24,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch  # metrics accumulate tensors; only runs import this module
-from bestiary.engine.metrics import Metric
+
+from bestiary.extend import Metric
 
 log = logging.getLogger("bestiary.timeseries")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import torch  # task adapters compute losses; only runs import this module
-from bestiary.engine.data import Data
-from bestiary.engine.tasks import Task, sample_bounds
+
+from bestiary.extend import Data, Task, sample_bounds
 
 #: Keys of the dataset info that architecture factories may take.
 MODEL_KWARGS = ("prediction_length", "context_length", "freq", "num_time_features", "season_length")

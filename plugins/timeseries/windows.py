@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch  # windows are torch datasets; only runs import this module
-from bestiary.engine.data import Data
+
+from bestiary.extend import Data
 
 from .series import Item, SeriesSet, seasonal_error, seasonality
 

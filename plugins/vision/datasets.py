@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bestiary.engine.data import Data
+from bestiary.extend import Data
 
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, MixupCollate, RandomShift, folder_transform, small_transform
 

@@ -20,7 +20,8 @@ from abc import abstractmethod
 from typing import Any
 
 import torch  # metrics accumulate tensors; only runs import this module
-from bestiary.engine.metrics import Metric
+
+from bestiary.extend import Metric
 
 ECE_BINS = 15
 

@@ -207,3 +207,33 @@ def test_two_hosts_form_one_run(tmp_path: Path) -> None:
     run = json.loads((tmp_path / "checkpoints" / "run" / "config.json").read_text())
     assert run["resolved"]["world_size"] == 2 and run["status"] == "completed"
     assert (tmp_path / "host0" / "opt_ml" / "model" / "model.safetensors").exists()
+
+
+def test_a_train_job_trains_in_process_through_start_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry point trains a one-process job here (no command line in between), exports the
+    model, and on a restart of a finished job only exports it again; a name no plugin registers
+    is the user's to fix: exit status 2 with the message, as `bestiary train` gives."""
+    from bestiary.plugins.launchers.sagemaker import container
+    from bestiary.plugins.launchers.sagemaker.staging import stage
+
+    base = tmp_path / "opt_ml"
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
+    monkeypatch.setenv("BESTIARY_PLUGINS", "")
+    monkeypatch.setenv("PYTHONPATH", "")
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    code = tmp_path / "code"
+    with toy_host():
+        stage(code, RunConfig(arch="toy_mlp", dataset="blobs", max_steps=3), {"nproc_per_node": 1}, source="installed")
+        assert container.main(code) == 0
+        summary = json.loads((base / "checkpoints" / "run" / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["steps"] == 3
+        assert (base / "model" / "model.safetensors").exists()
+        assert json.loads((base / "output" / "data" / "summary.json").read_text()) == summary
+        assert container.main(code) == 0  # already completed: exported, not trained again
+        assert json.loads((base / "checkpoints" / "run" / "summary.json").read_text()) == summary
+
+        typo = tmp_path / "typo"
+        monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path / "typo_ml"))
+        stage(typo, RunConfig(arch="toy_mlpp", dataset="blobs", max_steps=3), {"nproc_per_node": 1}, source="installed")
+        assert container.main(typo) == 2

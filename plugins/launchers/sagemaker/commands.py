@@ -9,10 +9,19 @@ import json
 from typing import Any
 
 import click
-from bestiary.cli import NameProblem, console
-from bestiary.cli.launch import pop_launch_options, remote_options
-from bestiary.launch import Job, get_launcher
-from bestiary.launch.record import find_job, recorded_jobs
+
+from bestiary.extend import (
+    Job,
+    NameProblem,
+    command_names,
+    console,
+    find_job,
+    get_launcher,
+    pop_launch_options,
+    recorded_jobs,
+    remote_options,
+    submit,
+)
 
 from .options import click_options, pop_settings
 
@@ -138,10 +147,7 @@ def submit_command(launcher: str, as_json: bool, argv: tuple[str, ...], **option
     import dataclasses
     import sys
 
-    from bestiary.cli import main
-    from bestiary.cli.submit import submit
-
-    known = main.list_commands(click.get_current_context())
+    known = command_names()
     if argv[0] not in known:
         import difflib
 

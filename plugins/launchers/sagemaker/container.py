@@ -18,9 +18,10 @@ Python SDK's driver scripts or by the ``sagemaker-training`` toolkit of the fram
   summary and TensorBoard events in ``SM_OUTPUT_DATA_DIR``;
 - each evaluation prints ``[bestiary] step=N validation:NAME=VALUE ...`` for metric definitions.
 
-The training itself is ``bestiary train --config FILE --resume-existing``: the same code path as a
-local run. A job of another command (``bestiary jobs submit -- bench run NAME``) runs it in
-``<checkpoints>/work`` and copies that folder to ``SM_OUTPUT_DATA_DIR``.
+The training itself is :func:`bestiary.extend.start_run` (continuing the run directory when it
+holds a run), or the ``local`` launcher's torchrun for several processes: the same code path as
+``bestiary train`` on a machine. A job of another command (``bestiary jobs submit -- bench run
+NAME``) runs it in ``<checkpoints>/work`` and copies that folder to ``SM_OUTPUT_DATA_DIR``.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from bestiary.engine.interrupt import RESUME_FLAG
 
 JOB_FILE = "bestiary_job.json"
 CONFIG_FILE = "bestiary_config.toml"
@@ -118,7 +117,7 @@ def _expand(value: Any, channels: dict[str, str]) -> Any:
     if isinstance(value, str) and "SM_CHANNEL_" in value:
         expanded = os.path.expandvars(value)
         if "SM_CHANNEL_" in expanded:
-            from bestiary.errors import ConfigError
+            from bestiary.extend import ConfigError
 
             given = ", ".join(sorted(channels)) or "none"
             raise ConfigError(f"{value!r} names an input channel the job does not have (channels: {given}); "
@@ -129,13 +128,14 @@ def _expand(value: Any, channels: dict[str, str]) -> Any:
 
 def job_config(code_dir: Path, env: SageMakerEnv) -> Any:
     """The run config of the job: the shipped file, trial hyperparameters, channel folders and the
-    run directory under the checkpoint folder."""
-    from bestiary.engine.config import RunConfig
+    run directory under the checkpoint folder. Plugin options are checked against their
+    declarations and their defaults filled in, as ``bestiary train --config`` does."""
+    from bestiary.extend import RunConfig, complete_options
 
     cfg = RunConfig.load(code_dir / CONFIG_FILE, sets=trial_overrides(env.hyperparameters))
     return cfg.replace(data=_expand(cfg.data, env.channels), model=_expand(cfg.model, env.channels),
                        weights=_expand(cfg.weights, env.channels), run_dir=str(env.run_dir),
-                       runs_root=str(env.checkpoint_dir), quiet=True)
+                       runs_root=str(env.checkpoint_dir), quiet=True, options=complete_options(cfg.options))
 
 
 def read_job(code_dir: Path) -> dict[str, Any]:
@@ -150,27 +150,39 @@ def read_job(code_dir: Path) -> dict[str, Any]:
     return job
 
 
-def _write_config(cfg: Any, env: SageMakerEnv) -> Path:
-    from bestiary.engine.torchrun import to_toml
-
-    env.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    path = env.checkpoint_dir / CONFIG_FILE
-    tmp = path.with_name(f".{CONFIG_FILE}.{os.getpid()}")
-    tmp.write_text(to_toml(cfg))
-    os.replace(tmp, path)  # every process writes the same text; the rename keeps readers whole
-    return path
-
-
-def _bestiary(args: list[str]) -> int:
-    """Run ``bestiary ARGS`` in this process; its exit status."""
-    from bestiary.cli import main as cli
+def train_here(cfg: Any, main_process: bool) -> int:
+    """Train the job's run in this process (continuing it when its directory holds one); the exit
+    status ``bestiary train`` would give: 0, 130/143 when interrupted, 2 for a config error."""
+    from bestiary.extend import (
+        ConfigError,
+        LookupFailure,
+        TaskMismatchError,
+        interrupted_exit_code,
+        start_run,
+    )
 
     try:
-        cli.main(args=args, prog_name="bestiary", standalone_mode=True)
-    except SystemExit as exc:
-        code = exc.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
-    return 0
+        summary = start_run(cfg, resume_existing=True)
+    except (ConfigError, LookupFailure, TaskMismatchError) as exc:  # the user's to fix: one line, no traceback
+        _say(f"error: {exc}")
+        return 2
+    if main_process:
+        _say(f"run {summary['status']} after {summary['steps']} steps: {summary['run_dir']}")
+    return interrupted_exit_code(summary) if summary["status"] == "interrupted" else 0
+
+
+def train_torchrun(cfg: Any, env: SageMakerEnv, nproc: int, rdzv_port: int) -> int:
+    """Start the run's workers on this instance with torchrun (the ``local`` launcher), joined
+    with the other instances' when there are several; their exit status."""
+    from bestiary.extend import Job, LaunchOptions, get_launcher
+
+    options = LaunchOptions(nproc_per_node=nproc)
+    if len(env.hosts) > 1:
+        rank = env.hosts.index(env.current_host) if env.current_host in env.hosts else 0
+        options = LaunchOptions(nproc_per_node=nproc, nnodes=len(env.hosts), node_rank=rank,
+                                rdzv_endpoint=f"{env.hosts[0]}:{rdzv_port}")
+    _say(f"starting {nproc} process(es) on each of {len(env.hosts)} host(s) with torchrun")
+    return get_launcher("local").launch(Job("train", options, config=cfg)).exit_code
 
 
 def export(env: SageMakerEnv) -> bool:
@@ -211,7 +223,9 @@ def run_command(argv: list[str], env: SageMakerEnv) -> int:
     os.chdir(work)
     try:
         _say(f"running `bestiary {' '.join(argv)}` in {work}")
-        rc = _bestiary(list(argv))
+        from bestiary.extend import run_cli  # imports click and the command line, only for command jobs
+
+        rc = run_cli(argv)
     finally:
         os.chdir(before)
     env.output_data_dir.mkdir(parents=True, exist_ok=True)
@@ -236,7 +250,7 @@ def main(code_dir: str | Path | None = None) -> int:
     worker = "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ  # started by torchrun
     main_process = os.environ.get("RANK", "0") == "0"
     if main_process:
-        from bestiary._version import __version__
+        from bestiary.extend import __version__
 
         _say(f"bestiary {__version__} from {Path(__file__).resolve().parents[3]}")
     status = _status(env.run_dir)
@@ -244,22 +258,14 @@ def main(code_dir: str | Path | None = None) -> int:
         if main_process:
             _say(f"run {env.run_dir} already {status}; exporting it")
     else:
-        config_file = _write_config(cfg, env)
         if main_process and (env.run_dir / "config.json").exists():
             steps = sorted((env.run_dir / "checkpoints").glob("step-*"))
             _say(f"resuming run {env.run_dir} from {steps[-1].name if steps else 'its start'}")
         nproc = int(job.get("nproc_per_node") or (env.num_gpus or 1))
         if worker or (nproc == 1 and len(env.hosts) == 1):
-            rc = _bestiary(["train", "--config", str(config_file), RESUME_FLAG])
+            rc = train_here(cfg, main_process)
         else:
-            rank = env.hosts.index(env.current_host) if env.current_host in env.hosts else 0
-            args = ["train", "--config", str(config_file), "--nproc-per-node", str(nproc)]
-            if len(env.hosts) > 1:
-                port = int(job.get("rdzv_port") or 29400)
-                args += ["--nnodes", str(len(env.hosts)), "--node-rank", str(rank),
-                         "--rdzv-endpoint", f"{env.hosts[0]}:{port}"]
-            _say(f"starting {nproc} process(es) on each of {len(env.hosts)} host(s) with torchrun")
-            rc = _bestiary(args)
+            rc = train_torchrun(cfg, env, nproc, int(job.get("rdzv_port") or 29400))
         if rc != 0:
             _say(f"training ended with exit status {rc}; the run directory keeps its last checkpoint")
             return rc

@@ -19,10 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bestiary._version import __version__
-from bestiary.errors import ConfigError
-from bestiary.launch import REMOTE_OPTIONS, Job, Launcher, LaunchResult, parse_duration, parse_pairs
-from bestiary.launch.record import record_job
+from bestiary.extend import (
+    REMOTE_OPTIONS,
+    ConfigError,
+    Job,
+    Launcher,
+    LaunchResult,
+    __version__,
+    parse_duration,
+    parse_pairs,
+    record_job,
+)
 
 from .pricing import estimate, gpus
 
@@ -118,7 +125,7 @@ def _slug(text: str, limit: int) -> str:
 
 def _check_config(cfg: Any, distributed: bool) -> None:
     """Look the config's names up (no torch), so a typo fails here rather than in a paid job."""
-    from bestiary.api import get_entry
+    from bestiary.extend import get_entry
 
     get_entry("architectures", cfg.arch)
     get_entry("datasets", cfg.dataset)
@@ -135,7 +142,7 @@ def _data_path_from_channel(cfg: Any, channels: dict[str, str]) -> Any:
         return cfg
     import inspect
 
-    from bestiary.api import get_entry
+    from bestiary.extend import get_entry
 
     try:
         params = inspect.signature(get_entry("datasets", cfg.dataset).load()).parameters

@@ -22,8 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bestiary.engine.torchrun import to_toml
-from bestiary.errors import ConfigError
+from bestiary.extend import ConfigError, to_toml
 
 from .container import CONFIG_FILE, JOB_FILE, JOB_FORMAT
 

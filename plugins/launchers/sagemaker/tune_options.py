@@ -22,8 +22,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from bestiary.errors import ConfigError
-from bestiary.launch import Job, LaunchOptions
+from bestiary.extend import ConfigError, Job, LaunchOptions
 
 from .tuning import Study
 
@@ -34,8 +33,7 @@ _SAMPLERS = {"tpe": "bayesian", "cmaes": "bayesian", "random": "random", "grid":
 
 def study_from_options(options: dict[str, Any], config: Any, launch: LaunchOptions) -> tuple[Study, LaunchOptions]:
     """The study the tune options describe, and the launch options without the study's own."""
-    from bestiary.api import get_entry
-    from bestiary.tune.space import space_of  # plain JSON spaces; imports neither optuna nor torch
+    from bestiary.extend import get_entry, space_of  # plain JSON spaces; imports neither optuna nor torch
 
     for key, default in _LOCAL_ONLY.items():
         if options.pop(key, default) not in (default, ()):

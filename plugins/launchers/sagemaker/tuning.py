@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bestiary.errors import ConfigError
-from bestiary.registry.space import SearchSpace
+from bestiary.extend import ConfigError, SearchSpace
 
 STRATEGIES = {"bayesian": "Bayesian", "random": "Random", "hyperband": "Hyperband", "grid": "Grid"}
 WARM_START_TYPES = {"identical": "IdenticalDataAndAlgorithm", "transfer": "TransferLearning"}
@@ -55,7 +54,7 @@ class Study:
             raise ConfigError(f"warm-start type {self.warm_start_type!r} is not one of {', '.join(WARM_START_TYPES)}")
         if self.direction not in (None, "maximize", "minimize"):
             raise ConfigError(f"direction must be maximize or minimize, got {self.direction!r}")
-        if self.max_jobs is not None and self.max_jobs < 1 or self.max_parallel_jobs < 1:
+        if (self.max_jobs is not None and self.max_jobs < 1) or self.max_parallel_jobs < 1:
             raise ConfigError("--max-jobs and --max-parallel-jobs must be >= 1")
         if self.strategy == "hyperband" and self.early_stopping:
             raise ConfigError("the hyperband strategy stops trials itself; drop --early-stopping or use "

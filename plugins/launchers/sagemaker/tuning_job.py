@@ -18,9 +18,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bestiary.errors import ConfigError
-from bestiary.launch import Job, LaunchResult
-from bestiary.launch.record import record_job
+from bestiary.extend import ConfigError, Job, LaunchResult, record_job
 
 from .container import RUN_PER_JOB_ENV
 from .metrics_log import metric_regex
@@ -35,8 +33,7 @@ TRIAL_ENVIRONMENT = {RUN_PER_JOB_ENV: "1"}
 
 def _objective(cfg: Any, study: Study) -> tuple[str, str]:
     """``(split:metric, Maximize|Minimize)`` for the study's objective."""
-    from bestiary.api import get_entry
-    from bestiary.registry.direction import metric_direction
+    from bestiary.extend import get_entry, metric_direction
 
     name = study.objective or cfg.monitor
     if name is None:
