@@ -50,6 +50,7 @@ def hand_loop(model: Any, batches: Iterable[tuple[Any, Any]], *, optimizer: str,
     """
     import torch  # only measurements train
     import torch.nn.functional as F
+
     from bestiary.engine.run import autocast
 
     model = model.to(device)

@@ -98,8 +98,9 @@ def latest(rows: list[dict[str, Any]], suite: str | None = None) -> list[dict[st
 
 def method(cell: Cell, repeats: int, info: dict[str, Any]) -> dict[str, Any]:
     """How a row was measured: device, versions, and the settings that change the figure."""
-    import bestiary
     import torch  # every measurement but the registry's has imported it already
+
+    import bestiary
 
     from ..engine.strategy import resolve_device
 

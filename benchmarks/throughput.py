@@ -80,6 +80,7 @@ def device_batch(batch_size: int, batches: int, input_size: list[int], num_class
                  channels_last: bool = False, seed: int = 0) -> Any:
     """Data whose training split yields one random batch, made once on ``device``, ``batches`` times."""
     import torch  # the factory makes tensors
+
     from bestiary.engine.data import Data
 
     g = torch.Generator().manual_seed(seed + 12345)
@@ -209,6 +210,7 @@ def _model_kwargs(cell: Cell) -> tuple[Any, dict[str, Any], dict[str, Any]]:
 
 def _measure_at(cell: Cell, batch: int, device: Any, workdir: Path, repeat: int) -> dict[str, float]:
     import torch
+
     from bestiary.engine.run import autocast
 
     s = cell.settings

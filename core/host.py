@@ -449,8 +449,8 @@ class PluginHost:
                 problems: list[InvalidEntryError] = []
                 register = _make_register(kind, provenance, table, problems)
                 try:
-                    impl.function(**{arg: register for arg in impl.argnames})
-                except Exception as exc:
+                    impl.function(**dict.fromkeys(impl.argnames, register))
+                except Exception as exc:  # one plugin must not take the CLI down
                     if not problems or exc is not problems[0]:
                         raise _PluginFailure(f"{hook_name} raised {type(exc).__name__}: {exc}", exc) from exc
                 if problems:

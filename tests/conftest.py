@@ -13,8 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
 
-import bestiary  # noqa: E402  (after the path insert, like the import below)
-from bestiary_testing import (  # noqa: E402
+from bestiary_testing import (
     ENV_VARS,
     FIXTURES_DIR,
     FRESH_MODULES,
@@ -22,6 +21,8 @@ from bestiary_testing import (  # noqa: E402
     make_host,
     write_dist,
 )
+
+import bestiary
 
 
 @pytest.fixture(autouse=True)

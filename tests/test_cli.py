@@ -65,7 +65,7 @@ def zoo(use_host):
 def test_list_json_carries_provenance(zoo):
     entries = json_out("list", "--json")
     assert len(entries) == 10
-    assert all(ENTRY_KEYS <= set(e) for e in entries)
+    assert all(set(e) >= ENTRY_KEYS for e in entries)
     alpha_net = next(e for e in entries if e["qualified_name"] == "alpha:alpha_net")
     assert {k: alpha_net[k] for k in ENTRY_KEYS} == {
         "name": "alpha_net",
@@ -255,8 +255,8 @@ def test_broken_plugin_is_skipped_with_a_warning(use_host, caplog):
     assert result.exit_code == 0
     assert len(json.loads(result.stdout)) == 7
     assert [r.getMessage() for r in caplog.records] == [
-        f"bestiary: plugin 'import_error' (bestiary {VERSION}) skipped: {IMPORT_ERROR} "
-        "(see `bestiary plugins`)"
+        (f"bestiary: plugin 'import_error' (bestiary {VERSION}) skipped: {IMPORT_ERROR} "
+         "(see `bestiary plugins`)")
     ]
 
 

@@ -11,10 +11,11 @@ import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import bestiary
 import pytest
-from bestiary import hookspecs
 from bestiary_testing import load_docs_script
+
+import bestiary
+from bestiary import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -220,7 +221,7 @@ def test_the_plugin_guide_trains_and_conforms(
     (snippet,) = doc_snippets("plugins.md", "summary = train(")
     monkeypatch.chdir(tmp_path)
     scope: dict[str, object] = {}
-    exec(compile(snippet, "plugins.md", "exec"), scope)  # noqa: S102  (the documented example itself)
+    exec(compile(snippet, "plugins.md", "exec"), scope)  # the documented example itself
     summary = scope["summary"]
     assert isinstance(summary, dict) and summary["steps"] == 1
     final = summary["final"]

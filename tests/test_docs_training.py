@@ -5,7 +5,6 @@ command the docs show exists, and links between the pages resolve."""
 from __future__ import annotations
 
 import dataclasses
-
 import re
 import shlex
 import types
@@ -15,7 +14,8 @@ from pathlib import Path
 import click
 import pytest
 from bestiary_testing import load_docs_script
-from bestiary.cli import COMMANDS, main
+
+from bestiary.cli import main
 from bestiary.engine.config import RunConfig, field_docs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,8 +234,6 @@ def test_relative_links_resolve(page: str) -> None:
             continue
         path, _, anchor = target.partition("#")
         dest = (source.parent / path) if path else source
-        if not dest.exists():
-            broken.append(target)
-        elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+        if not dest.exists() or (anchor and dest.suffix == ".md" and anchor not in _anchors(dest)):
             broken.append(target)
     assert not broken, f"docs/{page} links to missing pages or sections: {broken}"

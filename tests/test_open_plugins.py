@@ -7,13 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-import bestiary
 import pytest
+from click.testing import CliRunner
+
+import bestiary
 from bestiary import hookimpl
 from bestiary.cli import main
 from bestiary.errors import ConfigError
 from bestiary.options import OptionSpec, complete_options, option_value
-from click.testing import CliRunner
 
 ENGINE_TESTS = Path(__file__).resolve().parent / "engine"
 PLUGINS = ["bestiary_fixtures.widgets", "bestiary_fixtures.gadgets"]

@@ -42,11 +42,12 @@ TARGET = 0.03
 
 
 def one_run(args: argparse.Namespace, rules: str | None, root: str) -> dict[str, Any]:
-    import bestiary
     import torch  # the benchmark trains; imported here so --help stays instant
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    import bestiary
     from bestiary.engine.config import RunConfig
     from bestiary.engine.trainer import train
-    from torch.optim.optimizer import register_optimizer_step_post_hook
 
     stamps: list[float] = []
     cuda = args.device.startswith("cuda")

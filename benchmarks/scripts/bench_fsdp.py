@@ -64,6 +64,7 @@ def worker(args: argparse.Namespace) -> None:
     import timm  # the measured model family
     import torch
     import torch.distributed as dist
+
     from bestiary.plugins.parallel.fsdp import FSDPStrategy
 
     strategy = FSDPStrategy()

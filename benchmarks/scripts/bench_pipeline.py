@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 
 def _parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,13 +48,16 @@ def _mlp(width: int, layers: int):  # type: ignore[no-untyped-def]
 def _measure(args: argparse.Namespace) -> None:
     import torch
     import torch.distributed as dist
+
     from bestiary.plugins.parallel.pipeline import PipelineStrategy
 
     dist.init_process_group("gloo")
     p, rank = dist.get_world_size(), dist.get_rank()
     # stage boundaries at the Linear layers (even indices 1, 3, ...): spread p - 1 of them evenly
     splits = [str(1 + 2 * i) for i in range(1, args.layers)]
-    loss_fn = lambda m, b: (torch.nn.functional.cross_entropy(m(b[0]), b[1]), None)
+    def loss_fn(m: Any, b: Any) -> tuple[Any, None]:
+        return torch.nn.functional.cross_entropy(m(b[0]), b[1]), None
+
     rows = []
     for schedule in args.schedule:
         for m in args.microbatches:

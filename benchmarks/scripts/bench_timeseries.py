@@ -63,8 +63,9 @@ def accuracy(dataset: str, arch: str, root: Path, epochs: int | None) -> dict[st
 
 def gluonts_windows(dataset: str) -> tuple[Any, list[dict[str, Any]], list[Any], dict[str, Any]]:
     """The dataset's training series and test windows in gluonts' form."""
-    import bestiary
     import pandas as pd
+
+    import bestiary
 
     data = bestiary.get_entry("datasets", dataset).build()
     info = data.info
@@ -121,10 +122,11 @@ def parity_bestiary(dataset: str, epochs: int, seed: int, root: Path) -> dict[st
 
 
 def method(threads: int) -> dict[str, Any]:
-    import bestiary
     import gluonts
     import lightning
     import torch
+
+    import bestiary
 
     return {"device": cpu_name(), "cpus": os.cpu_count(), "torch_threads": threads, "torch": torch.__version__,
             "gluonts": gluonts.__version__, "lightning": lightning.__version__, "bestiary": bestiary.__version__,
@@ -175,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
                 theirs.append(parity_gluonts(args.parity_dataset, args.parity_epochs, seed, Path(tmp)))
                 ours.append(parity_bestiary(args.parity_dataset, args.parity_epochs, seed, Path(tmp)))
                 print(f"seed {seed}: gluonts {theirs[-1]}, bestiary {ours[-1]}", flush=True)
-            mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)
+            def mean(rows: list[dict[str, Any]], k: str) -> float:
+                return sum(r[k] for r in rows) / len(rows)
+
             wql_ratio = mean(ours, "mean_wql") / mean(theirs, "mean_wql")
             time_ratio = mean(ours, "s_per_epoch") / mean(theirs, "s_per_epoch")
             results["parity"] = {"gluonts": theirs, "bestiary": ours, "wql_ratio": wql_ratio, "time_ratio": time_ratio}

@@ -167,6 +167,7 @@ def _check(info: Any) -> None:
 def make_data(args: argparse.Namespace) -> Any:
     """``Data`` holding ``(warmup + steps) * batch_size`` random images and labels, seeded."""
     import torch
+
     from bestiary.engine.data import Data
 
     n = (args.warmup + args.steps) * args.batch_size
@@ -193,6 +194,7 @@ def _fresh(args: argparse.Namespace) -> None:
 def run_bestiary(args: argparse.Namespace, plugin_name: str, plugin: _BenchPlugin, clock: StepClock,
                  tmp: Path, index: int) -> dict[str, Any]:
     import torch
+
     from bestiary.engine.config import RunConfig
     from bestiary.engine.trainer import train
 

@@ -28,8 +28,9 @@ from bestiary.benchmarks.method import cpu_name, load_average, version
 
 
 def method(args: argparse.Namespace) -> dict[str, Any]:
-    import bestiary
     import torch
+
+    import bestiary
 
     return {"device": cpu_name(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "optuna": version("optuna"), "bestiary": bestiary.__version__,

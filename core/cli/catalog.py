@@ -7,11 +7,10 @@ from typing import Any
 
 import click
 
-from . import console as make_console
-
 from ..host import get_host
-from . import NameProblem
 from ..registry import Entry, UnknownEntryError, singular
+from . import NameProblem
+from . import console as make_console
 
 
 @click.command("list")

@@ -8,9 +8,8 @@ import sys
 
 import click
 
-from . import console as make_console
-
 from ..host import get_host
+from . import console as make_console
 
 
 @click.group("plugins", invoke_without_command=True)

@@ -160,7 +160,7 @@ def build_rule(entry: Entry, params: Mapping[str, Any]) -> Rule:
     """Build one rule from its entry, checking ``params`` against what the rule accepts."""
     factory = entry.load()
     try:
-        accepted = [p for p in inspect.signature(factory).parameters]
+        accepted = list(inspect.signature(factory).parameters)
     except (TypeError, ValueError):
         accepted = []
     unknown = [k for k in params if accepted and k not in accepted]

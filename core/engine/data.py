@@ -122,7 +122,7 @@ class ShardedIterable(torch.utils.data.IterableDataset):
             self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return -(-len(self.dataset) // self.world_size)
+        return (len(self.dataset) + self.world_size - 1) // self.world_size
 
     def __iter__(self) -> Iterator[Any]:
         import itertools

@@ -6,7 +6,12 @@ builds it. Launch several processes with ``bestiary train ... --nproc-per-node N
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bestiary import hookimpl
+
+if TYPE_CHECKING:
+    from bestiary.extend import Register
 
 _HERE = "bestiary.plugins.parallel"
 # the kit's generic strategy check has no architecture layout to give; tests/parallel runs them
@@ -14,7 +19,7 @@ _NEEDS_LAYOUT = "needs an architecture's layout (metadata['parallel']); checked 
 
 
 @hookimpl
-def register_strategies(register):  # type: ignore[no-untyped-def]
+def register_strategies(register: Register) -> None:
     register("ddp", f"{_HERE}.ddp:DDPStrategy", tags=("distributed",),
              description="Data parallel: DistributedDataParallel, one model replica per process",
              metadata={"min_world_size": 1})

@@ -152,7 +152,8 @@ class FSDPStrategy(DistributedStrategy):
 
     def model_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         """The whole state dict on rank 0 (on the CPU), empty elsewhere; every rank must call it."""
-        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return state  # type: ignore[return-value]  # full state dicts hold tensors only
 
     def load_model_state(self, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
         """Load a whole (unsharded) state dict; every rank passes the same one."""
@@ -201,7 +202,7 @@ class FSDPStrategy(DistributedStrategy):
         if problem is not None:
             raise CheckpointError(problem)
         model_sd, optim_sd = get_state_dict(model, optimizer)
-        state = {"model": model_sd, "optimizer": optim_sd}
+        state: dict[str, Any] = {"model": model_sd, "optimizer": optim_sd}
         dcp.load(state, checkpoint_id=str(path / "dcp"))
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
         try:

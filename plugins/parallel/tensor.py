@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -120,7 +120,7 @@ class TensorParallelStrategy(DistributedStrategy):
         from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
         model = super().prepare_model(model, channels_last=channels_last)
-        styles = {"colwise": ColwiseParallel, "rowwise": RowwiseParallel,
+        styles: dict[str, Callable[[], Any]] = {"colwise": ColwiseParallel, "rowwise": RowwiseParallel,
                   "colwise_replicate": lambda: ColwiseParallel(output_layouts=Replicate()),
                   "rowwise_replicate": lambda: RowwiseParallel(input_layouts=Replicate())}
         plan = {name: styles[style]() for name, style in expand_plan(model, self.plan).items()}

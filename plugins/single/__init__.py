@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bestiary import hookimpl
+
+if TYPE_CHECKING:
+    from bestiary.extend import Register
 
 
 @hookimpl
-def register_strategies(register):  # type: ignore[no-untyped-def]
+def register_strategies(register: Register) -> None:
     register(
         "single",
         "bestiary.extend:Strategy",

@@ -163,7 +163,7 @@ def _plot_confusion(matrix: list[list[float]], classes: list[str], path: Path) -
         peak = max(max(r) for r in matrix) or 1
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, int(matrix[i][j]), ha="center", va="center", fontsize=8,
+                ax.text(j, i, str(int(matrix[i][j])), ha="center", va="center", fontsize=8,
                         color="white" if matrix[i][j] > peak / 2 else "black")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -78,6 +78,8 @@ class RunWriter:
         exp, ssi, sei = hparams(_hparam_values(hparam_values), dict.fromkeys(metric_tags, 0.0))
         _set_status(sei, SESSION_STATUS.get(status, "STATUS_UNKNOWN"))
         file_writer = self.writer.file_writer
+        if file_writer is None:  # closed already: nothing to add the summary to
+            return
         for part in (exp, ssi, sei):
             file_writer.add_summary(part)
         self.close()

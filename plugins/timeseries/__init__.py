@@ -7,9 +7,12 @@ Registration reads only the static tables below: listing never imports torch, gl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bestiary import hookimpl
+
+if TYPE_CHECKING:
+    from bestiary.extend import Register
 
 TASK = "forecasting"
 _HERE = "bestiary.plugins.timeseries"
@@ -89,27 +92,27 @@ METRICS: tuple[tuple[str, str, str, bool | None], ...] = (
 
 
 @hookimpl
-def register_tasks(register):  # type: ignore[no-untyped-def]
+def register_tasks(register: Register) -> None:
     register(TASK, f"{_HERE}.task:Forecasting",
              description="Future values of series from their past; probabilistic (quantile) or point forecasts")
 
 
 @hookimpl
-def register_architectures(register):  # type: ignore[no-untyped-def]
+def register_architectures(register: Register) -> None:
     for name, factory, description, defaults, space, metadata in ARCHITECTURES:
         register(name, f"{_HERE}.{factory}", task=TASK, description=description, tags=("timeseries",),
                  defaults=defaults, search_space=space, metadata=metadata)
 
 
 @hookimpl
-def register_datasets(register):  # type: ignore[no-untyped-def]
+def register_datasets(register: Register) -> None:
     for name, factory, description, metadata in DATASETS:
         register(name, f"{_HERE}.{factory}", task=TASK, description=description, tags=("timeseries",),
                  metadata=metadata)
 
 
 @hookimpl
-def register_metrics(register):  # type: ignore[no-untyped-def]
+def register_metrics(register: Register) -> None:
     for name, cls, description, higher in METRICS:
         meta = {"higher_is_better": higher}  # None: no score, never ranked
         register(name, f"{_HERE}.metrics:{cls}", task=TASK, description=description, metadata=meta)

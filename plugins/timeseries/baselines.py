@@ -24,6 +24,8 @@ class SeasonalNaive(torch.nn.Module):
     :param season_length: the season ``m`` (1: the naive forecast).
     """
 
+    z: torch.Tensor  # a buffer (register_buffer): the standard normal quantiles of the levels
+
     def __init__(self, prediction_length: int, season_length: int = 1) -> None:
         super().__init__()
         if season_length < 1:

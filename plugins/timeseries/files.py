@@ -115,7 +115,7 @@ def read_jsonl(path: Path, freq: str | None) -> tuple[list[Item], str, list[str]
     if not freq:
         raise ValueError(f"{path}: JSON lines give a start, not a frequency; pass it with --set data.freq=D (or h, W, MS, ...)")
     freq = normalise_freq(freq)
-    items = []
+    items: list[Item] = []
     for n, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue

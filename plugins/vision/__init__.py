@@ -6,9 +6,12 @@ torch or timm. Any other timm model is offered on demand as ``timm:<name>``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bestiary import hookimpl
+
+if TYPE_CHECKING:
+    from bestiary.extend import Register
 
 from .catalog import CATALOG
 from .spaces import SEARCH_SPACES
@@ -38,8 +41,8 @@ METRICS: tuple[tuple[str, str, str, bool | None], ...] = (
 )
 
 DATASETS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
-    ("digits", "digits", "The 8x8 handwritten digits scikit-learn ships: 1,797 images, 10 classes, "
-     "fixed stratified split 1,257/180/360, trained at 32x32", {"input_size": [1, 32, 32], "num_classes": 10}),
+    ("digits", "digits", ("The 8x8 handwritten digits scikit-learn ships: 1,797 images, 10 classes, "
+                          "fixed stratified split 1,257/180/360, trained at 32x32"), {"input_size": [1, 32, 32], "num_classes": 10}),
     ("image_folder", "image_folder", "Class-per-subfolder PNG/JPEG images at a path you give (data.path)",
      {"input_size": [3, 224, 224], "conformance": {"skip": "reads the user's folder (data.path); tests use generated images"}}),
     ("cifar_files", "cifar_files", "CIFAR-10/100 from local python or binary batch files (data.path), no download",
@@ -78,36 +81,37 @@ def _description(name: str, spec: dict[str, Any]) -> str:
 
 
 @hookimpl
-def register_architectures(register):  # type: ignore[no-untyped-def]
+def register_architectures(register: Register) -> None:
     for name, spec in CATALOG.items():
+        family = str(spec["family"])
         register(
             name,
             _CREATE,
             task=TASK,
             description=_description(name, spec),
-            tags=(spec["family"], "timm"),
+            tags=(family, "timm"),
             defaults={"timm_name": name},
-            search_space=SEARCH_SPACES[spec["family"]],
+            search_space=SEARCH_SPACES[family],
             metadata={
                 "params_m": spec["params_m"],
                 "gmacs": spec["gmacs"],
                 "input_size": spec["input_size"],
-                "family": spec["family"],
+                "family": family,
                 # large models are checked small: same code paths, a fraction of the cost
-                "conformance": _CONFORMANCE[spec["family"]],
-                "parallel": _parallel(name, spec["family"]),
+                "conformance": _CONFORMANCE[family],
+                "parallel": _parallel(name, family),
             },
         )
 
 
 @hookimpl
-def register_datasets(register):  # type: ignore[no-untyped-def]
+def register_datasets(register: Register) -> None:
     for name, attr, description, meta in DATASETS:
         register(name, f"{_HERE}.datasets:{attr}", task=TASK, description=description, tags=("vision",), metadata=meta)
 
 
 @hookimpl
-def register_metrics(register):  # type: ignore[no-untyped-def]
+def register_metrics(register: Register) -> None:
     for name, cls, description, higher in METRICS:
         meta = {"higher_is_better": higher}  # None: no score, never ranked
         register(name, f"{_HERE}.metrics:{cls}", task=TASK, description=description, metadata=meta)
@@ -119,7 +123,7 @@ def _register_timm(register: Any, name: str) -> None:
 
 
 @hookimpl
-def resolve_entry(kind, namespace, name, register):  # type: ignore[no-untyped-def]
+def resolve_entry(kind: str, namespace: str, name: str, register: Register) -> None:
     if kind == "architectures" and namespace == "timm":
         from .timm_index import is_model
 
@@ -128,7 +132,7 @@ def resolve_entry(kind, namespace, name, register):  # type: ignore[no-untyped-d
 
 
 @hookimpl
-def discover_entries(kind, register):  # type: ignore[no-untyped-def]
+def discover_entries(kind: str, register: Register) -> None:
     if kind == "architectures":
         from .timm_index import model_names
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -155,8 +155,8 @@ def image_folder(path: str | None = None, img_size: int = 224, val_fraction: flo
 class _ArraysOnly(pickle.Unpickler):
     """Unpickles CIFAR's python batches, refusing anything but plain containers and numpy arrays."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")})
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self.ALLOWED:
@@ -235,7 +235,7 @@ def cifar_files(path: str | None = None, img_size: int = 32, val_fraction: float
     if not root.is_dir():
         raise ValueError(f"cifar_files: {root} is not a folder")
     train_x, train_y, test_x, test_y, classes = _read_cifar(_find_cifar(root))
-    n_val = int(round(len(train_x) * val_fraction))
+    n_val = round(len(train_x) * val_fraction)
     cut = len(train_x) - n_val
     from PIL import Image
 
@@ -287,7 +287,7 @@ def synthetic_images(n: int = 1024, num_classes: int = 10, img_size: int = 32, c
     a, b = int(n * 0.8), int(n * 0.9)
     make = lambda r: SyntheticImages(r, num_classes, shape, seed, noise)  # noqa: E731
     return Data(
-        train=make(range(0, a)),
+        train=make(range(a)),
         validation=make(range(a, b)),
         test=make(range(b, n)),
         info={"num_classes": num_classes, "in_chans": channels, "input_size": list(shape)},

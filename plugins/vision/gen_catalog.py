@@ -28,7 +28,10 @@ def measure(timm_name: str) -> dict[str, Any]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    input_size = list(timm.models.get_pretrained_cfg(timm_name).input_size)
+    cfg = timm.models.get_pretrained_cfg(timm_name)
+    if cfg is None:
+        raise ValueError(f"timm has no pretrained config for {timm_name!r}; check the name with timm.list_models()")
+    input_size = list(cfg.input_size)
     with torch.device("meta"):
         model = timm.create_model(timm_name, pretrained=False)
         params = sum(p.numel() for p in model.parameters())

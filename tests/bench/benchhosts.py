@@ -12,7 +12,7 @@ ENGINE_TESTS = Path(__file__).resolve().parent.parent / "engine"
 if str(ENGINE_TESTS) not in sys.path:
     sys.path.insert(0, str(ENGINE_TESTS))
 
-import toyzoo  # noqa: E402  (found through the path above)
+import toyzoo  # found through the path above
 
 
 def make_toy_host() -> bestiary.PluginHost:

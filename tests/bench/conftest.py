@@ -6,10 +6,10 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
-import bestiary
 import pytest
-
 from benchhosts import make_toy_host
+
+import bestiary
 
 
 @pytest.fixture

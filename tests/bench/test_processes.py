@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from bestiary.benchmarks.report import leaderboard
 from bestiary.benchmarks.runner import read_rows, run_suite
 from bestiary.benchmarks.suite import read_suite, resolve_suite

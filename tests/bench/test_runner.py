@@ -8,13 +8,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
 from bestiary import hookimpl
 from bestiary.benchmarks.report import compare, parse_threshold, write_reports
 from bestiary.benchmarks.runner import read_rows, run_suite
 from bestiary.benchmarks.suite import read_suite
 from bestiary.cli import main
 from bestiary.errors import ConfigError
-from click.testing import CliRunner
 
 QUALITY = """
     description = "toy quality"
@@ -49,8 +50,9 @@ def quality_run(tmp_path_factory):
     tests; returns (suite, out, rows, log)."""
     import textwrap
 
-    import bestiary
     from benchhosts import make_toy_host
+
+    import bestiary
 
     tmp = tmp_path_factory.mktemp("quality")
     (tmp / "toyq.toml").write_text(textwrap.dedent(QUALITY))

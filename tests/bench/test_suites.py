@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
-import bestiary
 import pytest
+from click.testing import CliRunner
+
+import bestiary
 from bestiary import hookimpl
 from bestiary.benchmarks.suite import Cell, load_suite, parse_suite, read_suite, resolve_suite
 from bestiary.cli import main
 from bestiary.errors import ConfigError
-from click.testing import CliRunner
 
 BUILTIN = {"quickstart": "quality", "throughput": "throughput", "throughput-gpu": "throughput",
            "scaling": "scaling", "registry": "registry"}
@@ -90,8 +91,8 @@ def test_unknown_names_become_error_cells(toy_host, suite_file):
     ('description = "x"\nmeasure = "throughput"\n[settings]\nwarm_up = 3\n[[matrix]]\narchitectures = ["a"]',
      "unknown throughput setting 'warm_up'; settings: bare"),
     ('description = "x"\nmeasure = "registry"\n[[matrix]]\nprobes = ["boot"]', "probes must be a list of import"),
-    ('description = "x"\nmeasure = "quality"\n[[matrix]]\narchitectures = ["a"]\ndatasets = ["b"]\n'
-     + 'target = { metric = "accuracy" }', "target must be"),
+    (('description = "x"\nmeasure = "quality"\n[[matrix]]\narchitectures = ["a"]\ndatasets = ["b"]\n'
+      'target = { metric = "accuracy" }'), "target must be"),
 ])
 def test_invalid_suites_say_what_is_allowed(tmp_path, text, message):
     path = tmp_path / "bad.toml"

@@ -64,6 +64,7 @@ def blobs_variant(n: int = 240, classes: int = 3, size: int = 4, seed: int = 0, 
     :param stall_after: after this many training items, sleep ``stall_s`` once (a stall).
     """
     import torch
+
     from bestiary.engine.data import Data
 
     g = torch.Generator().manual_seed(seed)

@@ -11,12 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import bestiary
 import pytest
+from click.testing import CliRunner
+
+import bestiary
 from bestiary.cli import main
 from bestiary.debug import read_findings
 from bestiary.debug.replay import load_records, replay
-from click.testing import CliRunner
 
 STEPS = 24
 SCALED = {"loss_not_decreasing": {"window": 8}, "step_time_outlier": {"warmup": 2}}

@@ -24,8 +24,8 @@ for folder in (HERE, HERE.parent / "engine"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-import debugzoo  # noqa: E402
-import toyzoo  # noqa: E402
+import debugzoo
+import toyzoo
 
 
 def make_host(*extra: tuple[object, str], disabled: tuple[str, ...] = ()) -> bestiary.PluginHost:

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import bestiary
 import pytest
+
+import bestiary
 from bestiary.debug import Finding, read_findings, select_rules
 from bestiary.errors import ConfigError
 from bestiary.registry import UnknownEntryError
@@ -280,8 +281,9 @@ def test_rule_selection_actions_and_options() -> None:
 
 
 def test_train_command_takes_rules_and_stops_on_a_finding(root: Path) -> None:
-    from bestiary.cli import main
     from click.testing import CliRunner
+
+    from bestiary.cli import main
 
     bestiary.reset_host(HOST)  # the conftest restores the process-wide host afterwards
     runner = CliRunner()
@@ -296,13 +298,14 @@ def test_train_command_takes_rules_and_stops_on_a_finding(root: Path) -> None:
     assert summary["status"] == "stopped" and summary["steps"] == 2
     assert summary["stop_reason"].startswith("debugger rule dead_relu: the ReLU layer(s) 2, 4 output zero")
     listed = json.loads(runner.invoke(main, ["list", "rules", "--json"]).stdout)
-    assert len(listed) == 16 and {"threshold": 0.5, "patience": 2, "action": "report"} == next(
-        e["defaults"] for e in listed if e["name"] == "dead_relu")
+    assert len(listed) == 16 and next(
+        e["defaults"] for e in listed if e["name"] == "dead_relu") == {"threshold": 0.5, "patience": 2, "action": "report"}
 
 
 def test_a_run_stopped_before_its_first_evaluation_says_so(root: Path) -> None:
-    from bestiary.cli import main
     from click.testing import CliRunner
+
+    from bestiary.cli import main
 
     bestiary.reset_host(HOST)  # the conftest restores the process-wide host afterwards
     result = CliRunner().invoke(main, ["train", "dead_relu_mlp", "--dataset", "blobs", "--runs-root",

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import bestiary
 import pytest
+
+import bestiary
 from bestiary import hookimpl
 from bestiary.engine.config import RunConfig
 from bestiary.engine.evaluate import evaluate_run
@@ -58,8 +59,9 @@ def test_evaluating_a_run_whose_plugin_broke_names_the_plugin(trained: Path) -> 
     assert "plugin 'toyzoo' (local 0), which failed to load" in message
     assert "blobs moved to another module" in message and "`bestiary plugins`" in message
 
-    from bestiary.cli import main
     from click.testing import CliRunner
+
+    from bestiary.cli import main
 
     result = CliRunner().invoke(main, ["evaluate", str(trained), "--split", "validation"])
     assert result.exit_code != 0

@@ -7,11 +7,11 @@ import importlib
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
-import bestiary
 import pytest
+
+import bestiary
 from bestiary import hookimpl
 from bestiary.registry import Entry
 from bestiary.testing import (
@@ -471,11 +471,10 @@ _import_optimizer_stack()
 
 
 @pytest.fixture
-def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.Pytester]:
+def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     # Load the plugin explicitly, whether or not this environment's install declares the entry point.
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-
-    yield pytester
+    return pytester
 
 
 def test_pytest_plugin_generates_one_test_per_entry(inner: pytest.Pytester) -> None:

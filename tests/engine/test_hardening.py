@@ -16,6 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+
 from bestiary.engine.config import RunConfig
 from bestiary.engine.rundir import RunDir
 from bestiary.errors import ConfigError

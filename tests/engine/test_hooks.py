@@ -8,8 +8,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import bestiary
 import pytest
+
+import bestiary
 from bestiary import hookimpl
 from bestiary.engine.config import RunConfig
 from bestiary.engine.state import TrainState

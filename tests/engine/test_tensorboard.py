@@ -19,7 +19,7 @@ from bestiary import hookimpl
 ENGINE_TESTS = Path(__file__).resolve().parent
 
 # 144 training samples / 16 = 9 steps per epoch, 18 in all; evaluations at steps 9 and 18.
-BASE = dict(arch="toy_mlp", dataset="blobs", epochs=2, batch_size=16, quiet=True)
+BASE = {"arch": "toy_mlp", "dataset": "blobs", "epochs": 2, "batch_size": 16, "quiet": True}
 
 
 @pytest.fixture

@@ -36,8 +36,8 @@ def toy_host(monkeypatch):
 
 
 def cfg(tmp_path: Path, name: str = "run", **kw) -> RunConfig:
-    base = dict(arch="toy_mlp", dataset="blobs", epochs=3, batch_size=16, log_every=1, checkpoint_every=4,
-                run_dir=str(tmp_path / name), quiet=True)
+    base = {"arch": "toy_mlp", "dataset": "blobs", "epochs": 3, "batch_size": 16, "log_every": 1, "checkpoint_every": 4,
+                "run_dir": str(tmp_path / name), "quiet": True}
     base.update(kw)
     return RunConfig(**base)
 
@@ -141,7 +141,7 @@ def test_cli_train_sigterm_exit_code_and_resume(tmp_path):
         assert __import__("time").monotonic() < deadline, "training never started"
         __import__("time").sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     assert f"bestiary train --resume {run_dir}" in err
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -236,7 +236,7 @@ def test_config_from_toml_flags_and_set(tmp_path):
 
 
 def test_gradient_accumulation_matches_the_large_batch(tmp_path):
-    common = dict(model={"dropout": 0.0}, epochs=1, checkpoint_every=None, optimizer="sgd", lr=0.05)
+    common = {"model": {"dropout": 0.0}, "epochs": 1, "checkpoint_every": None, "optimizer": "sgd", "lr": 0.05}
     big = train(cfg(tmp_path, "big", batch_size=16, **common))
     acc = train(cfg(tmp_path, "acc", batch_size=8, accumulate=2, **common))
     assert big["steps"] == acc["steps"] == 9

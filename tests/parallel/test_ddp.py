@@ -22,8 +22,8 @@ from safetensors.torch import load_file
 
 import bestiary
 from bestiary.engine.config import RunConfig
-from bestiary.engine.torchrun import Launch, fix_run_dir, to_toml, torchrun_args, worker_env
 from bestiary.engine.rundir import RunDir
+from bestiary.engine.torchrun import Launch, fix_run_dir, to_toml, torchrun_args, worker_env
 from bestiary.engine.trainer import train
 from bestiary.errors import ConfigError
 

@@ -16,14 +16,15 @@ import textwrap
 import threading
 from pathlib import Path
 
-import bestiary
 import pytest
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file
+
+import bestiary
 from bestiary.engine.config import RunConfig
 from bestiary.engine.trainer import train
 from bestiary.errors import CheckpointError
-from safetensors.torch import load_file
 
 ENGINE_TESTS = Path(__file__).resolve().parent.parent / "engine"
 
@@ -44,7 +45,7 @@ def run_threads(world: int, fn):
         dist.init_process_group("threaded", rank=rank, world_size=world, store=store)
         try:
             results[rank] = fn(rank)
-        except BaseException as exc:  # noqa: BLE001 - reported below, after every thread stopped
+        except BaseException as exc:  # reported below, after every thread stopped
             errors.append(exc)
             mtp.ProcessLocalGroup.exception_handle(exc)
         finally:

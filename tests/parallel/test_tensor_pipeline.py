@@ -14,9 +14,10 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "engine")]
 
-import bestiary
 import parzoo
 import toyzoo
+
+import bestiary
 
 
 @pytest.fixture
@@ -78,6 +79,7 @@ def test_resolve_hands_the_layout_to_the_strategy(host):
 
 def test_expand_plan_and_choose_splits():
     import timm
+
     from bestiary.plugins.parallel.pipeline import choose_splits
     from bestiary.plugins.parallel.tensor import expand_plan
 
@@ -130,8 +132,9 @@ def launched(tmp_path_factory):
 
 
 def _single(tmp_path: Path, name: str):
-    from bestiary.engine.trainer import train
     from safetensors.torch import load_file
+
+    from bestiary.engine.trainer import train
 
     sys.path.insert(0, str(HERE))
     import torch
@@ -188,9 +191,10 @@ def test_pipeline_one_step_matches_one_process(host, launched, tmp_path):
 @pytest.mark.slow
 def test_pipeline_trains_a_forecaster_on_dict_batches(host, launched, tmp_path):
     """The forecasting task cuts its dict batches; the model's dict in and dict out cross the stages."""
-    from bestiary.engine.trainer import train
     from safetensors.torch import load_file
     from worker import forecast_config
+
+    from bestiary.engine.trainer import train
 
     out, ranks = launched
     summary = train(forecast_config(tmp_path, "single_forecast", "single"))
@@ -282,8 +286,9 @@ def launched_2d(tmp_path_factory):
 @pytest.mark.slow
 def test_tensor_2d_matches_one_process_on_the_global_batch(host, launched_2d, tmp_path):
     import worker2d
-    from bestiary.engine.trainer import train
     from safetensors.torch import load_file
+
+    from bestiary.engine.trainer import train
 
     out, ranks = launched_2d
     summary = train(worker2d.config(tmp_path, "single", "single", batch_size=2 * worker2d.BATCH))

@@ -12,9 +12,10 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "engine")]
 
-import bestiary
 import parzoo
 import toyzoo
+
+import bestiary
 from bestiary.engine.topology import Topology
 
 
@@ -56,6 +57,7 @@ def test_topology_degrees_must_multiply_to_the_world_size():
 
 def test_strategies_keep_the_true_world_size_and_give_their_layout():
     import torch
+
     from bestiary.engine.strategy import Strategy
     from bestiary.plugins.parallel.ddp import DDPStrategy
     from bestiary.plugins.parallel.pipeline import PipelineStrategy
@@ -74,6 +76,7 @@ def test_strategies_keep_the_true_world_size_and_give_their_layout():
 
 def test_loader_shards_by_the_data_parallel_rank():
     import torch
+
     from bestiary.plugins.parallel.ddp import DDPStrategy
     from bestiary.plugins.parallel.pipeline import PipelineStrategy
 
@@ -95,9 +98,10 @@ def test_loader_shards_by_the_data_parallel_rank():
 
 def test_reductions_count_each_data_parallel_replica_once():
     import torch
+    from test_fsdp import run_threads
+
     from bestiary.plugins.parallel.ddp import DDPStrategy
     from bestiary.plugins.parallel.pipeline import PipelineStrategy
-    from test_fsdp import run_threads
 
     def stats(cls, replica_of):
         def fn(rank: int):
@@ -160,6 +164,7 @@ def test_forecasting_splits_real_dict_batches(host):
 
 def test_base_task_split_handles_nested_batches():
     import torch
+
     from bestiary.engine.tasks import split_samples
 
     batch = {"x": torch.arange(6).view(6, 1), "pair": (torch.arange(6), torch.ones(6, 2)), "ids": list("abcdef"),
@@ -177,6 +182,7 @@ def test_pipeline_strategy_trains_on_dict_batches_in_a_group_of_one(host, monkey
     """A one-stage pipeline in this process: the forecasting task's dict batch is cut by the task,
     flattened for the stage and the dict output rebuilt; loss and gradients equal the unsplit model."""
     import torch
+
     from bestiary.plugins.parallel.pipeline import PipelineStrategy
 
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):

@@ -13,10 +13,11 @@ import torch.distributed as dist
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "engine")]
 
-import bestiary
-import bestiary.plugins.parallel
 import parzoo
 import toyzoo
+
+import bestiary
+import bestiary.plugins.parallel
 from bestiary.engine.config import RunConfig
 from bestiary.engine.trainer import train
 
@@ -59,6 +60,7 @@ def micro_losses(schedule: str) -> dict:
 def vit_tensor() -> dict:
     """The vision entry's tensor plan on a 2-block ViT: one SGD step against one process."""
     import timm
+
     from bestiary.plugins.parallel.tensor import TensorParallelStrategy
 
     plan = bestiary.get_entry("architectures", "vit_tiny_patch16_224").metadata["parallel"]

@@ -14,11 +14,12 @@ import torch.distributed as dist
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "engine")]
 
-import bestiary
-import bestiary.plugins.parallel
 import parzoo
 import toyzoo
 from worker import roundtrip
+
+import bestiary
+import bestiary.plugins.parallel
 from bestiary.engine.config import RunConfig
 from bestiary.engine.trainer import train
 
@@ -35,6 +36,7 @@ def vit_2d() -> dict:
     """The vision entry's plan and fsdp blocks on a 2-block ViT: two SGD steps against one process,
     each dp group on its own half of the batch."""
     import timm
+
     from bestiary.plugins.parallel.tensor import TensorParallelStrategy
 
     plan = bestiary.get_entry("architectures", "vit_tiny_patch16_224").metadata["parallel"]

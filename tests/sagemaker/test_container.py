@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+from smkit import opt_ml, toolkit_env, toy_host
+
 from bestiary.engine.config import RunConfig
 from bestiary.errors import ConfigError
 from bestiary.plugins.launchers.sagemaker.container import SageMakerEnv, job_config, trial_overrides
-from smkit import opt_ml, toolkit_env, toy_host
 
 
 def _stage(code: Path, cfg: RunConfig, nproc: int = 1) -> Path:
@@ -62,8 +63,9 @@ def test_contract_hyperparameters_channels_and_run_dir(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_toolkit_runs_one_process_and_the_model_loads(tmp_path: Path) -> None:
-    from bestiary import load_model
     from smkit import run_toolkit
+
+    from bestiary import load_model
 
     cfg = RunConfig(arch="toy_mlp", dataset="blobs", epochs=2, batch_size=16, lr=0.01)
     with toy_host():

@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from smkit import ENGINE_TESTS, IMAGE, ROLE, toy_host
+
 from bestiary.cli import main
 from bestiary.errors import ConfigError
 from bestiary.plugins.launchers.sagemaker.tuning import Study, ranges
-from click.testing import CliRunner
-from smkit import ENGINE_TESTS, IMAGE, ROLE, toy_host
 
 SAGEMAKER = ["--launcher", "sagemaker", "--role", ROLE, "--image", IMAGE, "--region", "eu-west-1"]
 

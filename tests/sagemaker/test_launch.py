@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from smkit import IMAGE, REGION, ROLE, download_prefix, toy_host
+
 from bestiary.engine.config import RunConfig
 from bestiary.launch import Job, LaunchOptions, get_launcher
 from bestiary.plugins.launchers.sagemaker.tuning import Study
-from click.testing import CliRunner
-from smkit import IMAGE, REGION, ROLE, download_prefix, toy_host
 
 pytestmark = pytest.mark.slow  # the SDK takes seconds to import and each job uploads its code
 
@@ -100,6 +101,7 @@ def test_uploaded_code_runs_bestiary_train_with_the_config(train_job: dict[str, 
 
 def test_jobs_commands_list_show_and_log(train_job: dict[str, Any]) -> None:
     import boto3
+
     from bestiary.cli import main
 
     name = train_job["result"].job_name
@@ -180,8 +182,9 @@ def test_tuning_trial_runs_under_torchrun(tuning_job: dict[str, Any], tmp_path: 
     """One trial as the framework image's toolkit would run it: the static hyperparameters the
     tuning job holds, the code it uploaded, a trial's values; torchrun starts two processes."""
     import boto3
-    from bestiary import load_model
     from smkit import opt_ml, run_toolkit
+
+    from bestiary import load_model
 
     static = dict(tuning_job["described"]["TrainingJobDefinition"]["StaticHyperParameters"])
     submit = static["sagemaker_submit_directory"].strip('"')
@@ -216,9 +219,10 @@ def test_jobs_stop_sends_stop_training_job(train_job: dict[str, Any], monkeypatc
     """The emulator does not implement StopTrainingJob: botocore's Stubber checks the request the
     real client would send (and answers the tuning-job probe as AWS does for a training job)."""
     import boto3
+    from botocore.stub import Stubber
+
     from bestiary.cli import main
     from bestiary.plugins.launchers.sagemaker import jobs as sagemaker_jobs
-    from botocore.stub import Stubber
 
     name = train_job["result"].job_name
     client = boto3.client("sagemaker", region_name=REGION)
@@ -251,9 +255,10 @@ def test_train_command_launches_and_waits(aws: dict[str, Any]) -> None:
 
 
 def test_the_sdk_sees_telemetry_off_and_nothing_left_the_machine(train_job: dict[str, Any]) -> None:
-    from bestiary.plugins.launchers.sagemaker.trainer import session
     from sagemaker.core.common_utils import resolve_value_from_config
     from sagemaker.core.config.config_schema import TELEMETRY_OPT_OUT_PATH
+
+    from bestiary.plugins.launchers.sagemaker.trainer import session
 
     opted_out = resolve_value_from_config(config_path=TELEMETRY_OPT_OUT_PATH, default_value=False,
                                           sagemaker_session=session(REGION))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from bestiary.plugins.timeseries.files import series_file
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
 from bestiary.engine.data import make_loader
 from bestiary.plugins.timeseries import metrics as M
 from bestiary.plugins.timeseries.deepar.model import sample_forecast

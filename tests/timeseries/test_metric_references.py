@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
 from bestiary.plugins.timeseries import metrics as M
 from bestiary.plugins.timeseries.series import seasonality
 

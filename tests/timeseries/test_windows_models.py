@@ -3,11 +3,12 @@ keep the batch contract; the registered datasets load offline."""
 
 from __future__ import annotations
 
-import bestiary
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+
+import bestiary
 from bestiary.engine.data import make_loader
 from bestiary.plugins.timeseries.layers import seasonal_naive
 from bestiary.plugins.timeseries.series import Item, SeriesSet

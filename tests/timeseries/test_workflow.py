@@ -27,8 +27,9 @@ def _sales(path: Path) -> None:
 
 def _invoke(*args: str) -> str:
     """The CLI in this process (the training above ran as a real subprocess)."""
-    from bestiary.cli import main
     from click.testing import CliRunner
+
+    from bestiary.cli import main
 
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -6,8 +6,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import bestiary
 import pytest
+
+import bestiary
 
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
 

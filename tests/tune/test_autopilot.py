@@ -7,14 +7,15 @@ import time
 import tomllib
 from pathlib import Path
 
-import bestiary
 import pytest
+from click.testing import CliRunner
+
+import bestiary
 from bestiary.cli import main
 from bestiary.engine.rundir import RunDir
 from bestiary.errors import ConfigError
 from bestiary.tune import autopilot
 from bestiary.tune.autopilot import candidates
-from click.testing import CliRunner
 
 
 def test_candidates_come_from_every_plugin_cheapest_first(toy_host: bestiary.PluginHost) -> None:
@@ -91,6 +92,7 @@ def test_the_first_look_trains_the_entry_defaults(toy_host: bestiary.PluginHost,
     """A candidate's first look uses the entry's defaults for ``model.*`` parameters the run's
     ``model`` table leaves out, not the lowest value of the range."""
     import optuna
+
     from bestiary.tune.storage import open_storage
 
     toy_host.add_plugin(_Wide(), "wide")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from bestiary.engine.index import RunsIndex
 from bestiary.engine.rundir import RunDir
 
@@ -23,6 +24,7 @@ def tune_command(root: Path, *extra: str) -> list[str]:
 
 def load(root: Path, name: str = "toy_mlp-blobs"):
     import optuna
+
     from bestiary.tune.storage import open_storage
 
     storage = open_storage(None, root / "studies" / f"{name}.journal")

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import bestiary
 import pytest
+
+import bestiary
 from bestiary.benchmarks.quality import mode_of
 from bestiary.benchmarks.runner import direction
 from bestiary.engine.compare import metric_mode

@@ -5,15 +5,16 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-import bestiary
 import pytest
+
+import bestiary
 from bestiary.engine.config import RunConfig
 from bestiary.errors import ConfigError
+from bestiary.registry import InvalidEntryError
+from bestiary.registry.space import SearchSpace
 from bestiary.tune import apply_params, load_space_file, search_space, space_of
 from bestiary.tune.autopilot import to_toml
 from bestiary.tune.budget import parse_duration
-from bestiary.registry import InvalidEntryError
-from bestiary.registry.space import SearchSpace
 from bestiary.tune.space import check_space
 
 

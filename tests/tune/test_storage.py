@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+
 from bestiary.tune.storage import HEARTBEAT, MAX_RETRY, OWNER, Leases, open_storage
 
 

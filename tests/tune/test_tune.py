@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import bestiary
 import pytest
+from click.testing import CliRunner
+
+import bestiary
 from bestiary.cli import main
 from bestiary.engine.index import RunsIndex
 from bestiary.engine.rundir import RunDir
 from bestiary.tune import tune
 from bestiary.tune.study import make_tuner
-from click.testing import CliRunner
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TOY = {"epochs": 3, "batch_size": 16, "log_every": 1}

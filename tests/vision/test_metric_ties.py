@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bestiary.plugins.vision import metrics as vm
 from sklearn import metrics as skm
+
+from bestiary.plugins.vision import metrics as vm
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "vision.md"
 

@@ -14,11 +14,13 @@ import pytest
 import torch
 
 pytest.importorskip("sklearn")
-from sklearn import metrics as skm  # noqa: E402
+import itertools
 
-from bestiary.engine.metrics import Metric  # noqa: E402
-from bestiary.plugins.vision import METRICS as VISION_METRICS  # noqa: E402
-from bestiary.plugins.vision import metrics as vm  # noqa: E402
+from sklearn import metrics as skm
+
+from bestiary.engine.metrics import Metric
+from bestiary.plugins.vision import METRICS as VISION_METRICS
+from bestiary.plugins.vision import metrics as vm
 
 SEEDS = (0, 1, 2)
 CLASSES = (2, 3, 7)
@@ -67,8 +69,8 @@ def chunks(logits: torch.Tensor, labels: torch.Tensor, seed: int) -> list[tuple[
     order = torch.sort(labels, stable=True).indices
     logits, labels = logits[order], labels[order]
     rng = np.random.default_rng(seed)
-    cuts = sorted({0, 1, 1, 2, *rng.integers(3, len(labels), size=6).tolist(), len(labels)})
-    return [(logits[a:b], labels[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+    cuts = sorted({0, 1, 2, *rng.integers(3, len(labels), size=6).tolist(), len(labels)})
+    return [(logits[a:b], labels[a:b]) for a, b in itertools.pairwise(cuts)]
 
 
 @functools.cache
@@ -109,7 +111,7 @@ def np_ece(y: np.ndarray, p: np.ndarray, bins: int = 15) -> float:
     confidence, predicted = p.max(1), p.argmax(1)
     edges = np.linspace(0.0, 1.0, bins + 1)
     total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         inside = (confidence > lo) & (confidence <= hi)
         if inside.any():
             gap = abs((predicted[inside] == y[inside]).mean() - confidence[inside].mean())
@@ -201,10 +203,10 @@ def test_matches_reference_over_batches_in_one_go_and_across_processes(name: str
 
 
 def test_metrics_table() -> None:
-    assert NAMES == ["top3", "top5",
+    assert ["top3", "top5",
                      *(f"{s}_{a}" for s in ("precision", "recall", "f1")
                        for a in ("macro", "micro", "weighted")),
-                     "confusion_matrix", "roc_auc", "log_loss", "ece"]
+                     "confusion_matrix", "roc_auc", "log_loss", "ece"] == NAMES
     assert "accuracy" not in NAMES  # top-1 accuracy belongs to bestiary.plugins.tasks
     for name, cls, description, higher_is_better in VISION_METRICS:
         assert hasattr(vm, cls) and description

@@ -28,7 +28,7 @@ def builtin_host():
 
 
 def quiet(tmp_path: Path, **kw) -> RunConfig:
-    base = dict(dataset="digits", epochs=1, max_steps=2, batch_size=16, run_dir=str(tmp_path / "run"), quiet=True)
+    base = {"dataset": "digits", "epochs": 1, "max_steps": 2, "batch_size": 16, "run_dir": str(tmp_path / "run"), "quiet": True}
     return RunConfig(**{**base, **kw})
 
 

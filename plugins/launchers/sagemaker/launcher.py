@@ -198,7 +198,7 @@ class SageMakerLauncher(Launcher):
                                   "run time plus the wait for spot capacity")
         elif max_wait is not None:
             raise ConfigError("--max-wait applies to spot jobs only; add --spot or drop --max-wait")
-        for name, uri in inputs:
+        for name, _uri in inputs:
             if not re.fullmatch(r"[A-Za-z0-9\.\-_]+", name) or name in ("code", "sm_drivers"):
                 raise ConfigError(f"--input-s3 channel name {name!r}: use letters, digits, '.', '-' or '_' "
                                   "(code and sm_drivers are taken)")

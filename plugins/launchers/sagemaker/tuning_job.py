@@ -39,6 +39,8 @@ def _objective(cfg: Any, study: Study) -> tuple[str, str]:
     if name is None:
         arch = get_entry("architectures", cfg.arch)
         task_name = arch.task or get_entry("datasets", cfg.dataset).task
+        if task_name is None:
+            raise ConfigError(f"neither {cfg.arch!r} nor {cfg.dataset!r} declares a task; name the objective with --metric")
         name = get_entry("tasks", task_name).build().monitor  # the task's default monitor
     split, _, metric = name.rpartition(":")
     split = split or "validation"

@@ -8,9 +8,8 @@ sample paths: mean, and quantiles at :data:`QUANTILE_LEVELS`.
 
 from __future__ import annotations
 
-from typing import Any
-
 import warnings
+from typing import Any
 
 import torch  # builds a torch network; only runs import this module
 

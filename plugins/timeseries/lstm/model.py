@@ -30,6 +30,8 @@ class LSTMForecaster(torch.nn.Module):
     :param freq: accepted for a uniform interface; the data carries the calendar.
     """
 
+    level_tensor: torch.Tensor  # a buffer (register_buffer)
+
     def __init__(self, prediction_length: int, context_length: int | None = None, num_time_features: int = 0,
                  season_length: int = 1, hidden_size: int = 64, num_layers: int = 2, dropout: float = 0.1,
                  head: str = "quantile", freq: str | None = None) -> None:
