@@ -9,9 +9,10 @@ theirs in the entry-point group ``bestiary``::
 
 Registration hooks
 ------------------
-Each hook named ``register_<kind>`` adds entries to the registry table ``<kind>``; adding such a
-hook here is all it takes to create a new kind (the CLI lists it with no change). The host calls
-them once, lazily, on the first lookup, and passes a ``register`` callback::
+Each hook named ``register_<kind>`` adds entries to the registry table ``<kind>``. A plugin creates
+a new kind by declaring such a hook through :func:`add_hookspecs` (the CLI lists it with no change);
+plugins loaded after it register entries of that kind. The host calls registration hooks once,
+lazily, on the first lookup, and passes a ``register`` callback::
 
     register(name, factory, *, task=None, description="", tags=(), defaults=None,
              search_space=None, metadata=None, namespace=None)
