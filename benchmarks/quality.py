@@ -29,7 +29,7 @@ def run_config(cell: Cell, run_dir: Path, repeat: int) -> Any:
     values = dict(cell.config)
     values.update(arch=cell.arch, dataset=cell.dataset, strategy=cell.strategy, precision=cell.precision,
                   compile=cell.compile, channels_last=cell.channels_last, run_dir=str(run_dir),
-                  runs_root=str(run_dir.parent), quiet=True, seed=int(values.get("seed", 0)) + repeat)
+                  runs_root=str(run_dir.parent), quiet=False, seed=int(values.get("seed", 0)) + repeat)
     if cell.batch_size is not None:
         values["batch_size"] = cell.batch_size
     if not cell.settings.get("keep_checkpoints"):

@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..registry.direction import metric_direction
 from .method import cpu_name, usable_cpus, version
 from .suite import Cell, Suite
+from .timing import fitting_threads, others_busy
 
 RESULTS = "results.jsonl"
 
@@ -169,6 +170,29 @@ def run_cell(cell: Cell, workdir: Path, repeats: int) -> dict[str, Any]:
     return row
 
 
+def fit_threads(cell: Cell, echo: Callable[[str], None]) -> None:
+    """Before a quality cell trains in this process: fewer torch threads when other processes keep
+    cores busy, unless the suite sets ``threads``. Throughput cells keep what their settings say:
+    their figure is the measurement."""
+    if cell.measure != "quality":
+        return
+    import torch  # the cell is about to train with it
+
+    wanted = cell.settings.get("threads")
+    if wanted:
+        torch.set_num_threads(int(wanted))
+        return
+    busy = others_busy()
+    if busy is None:
+        return
+    current, usable = torch.get_num_threads(), usable_cpus()
+    threads = fitting_threads(usable, busy, current)
+    if threads < current:
+        torch.set_num_threads(threads)
+        echo(f"  other processes keep {busy:.1f} of {usable} cores busy: training with {threads} "
+             f"thread(s) instead of {current} (set threads in the suite's [settings] to choose)")
+
+
 def select_cells(suite: Suite, pattern: str | None, host: Any = None) -> list[Cell]:
     """The suite's cells matching ``pattern`` (all without one); an error names the cell ids."""
     cells = suite.cells(host)
@@ -207,6 +231,7 @@ def run_suite(suite: Suite, out: Path, *, pattern: str | None = None, repeats: i
             echo(f"{label}: done before, skipped")
             continue
         echo(f"{label}: running")
+        fit_threads(cell, echo)
         row = run_cell(cell, workdir, repeats)
         with open(results, "a", encoding="utf-8") as f:
             f.write(json.dumps(row, default=str) + "\n")

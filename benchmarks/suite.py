@@ -38,7 +38,7 @@ from ..errors import ConfigError
 
 #: measurement -> settings it accepts, with their defaults
 MEASURES: dict[str, dict[str, Any]] = {
-    "quality": {"split": "test", "keep_checkpoints": False},
+    "quality": {"split": "test", "keep_checkpoints": False, "threads": None},
     "throughput": {"warmup": 10, "iterations": 30, "input_size": [3, 224, 224], "num_classes": 1000,
                    "device": "auto", "train": True, "inference": True, "bare": False, "optimizer": "sgd",
                    "threads": None, "model": {}},

@@ -31,6 +31,26 @@ def cpu_snapshot() -> tuple[float, float] | None:
     return (user + nice + system + irq + softirq + steal) / _TICK, times.user + times.system
 
 
+def others_busy(window: float = 0.5) -> float | None:
+    """CPU cores that other processes kept busy over the next ``window`` seconds (``None`` where
+    there is no ``/proc/stat``)."""
+    before = cpu_snapshot()
+    time.sleep(window)
+    after = cpu_snapshot()
+    if before is None or after is None:
+        return None
+    return max(0.0, (after[0] - before[0]) - (after[1] - before[1])) / window
+
+
+def fitting_threads(usable: int, busy: float, current: int) -> int:
+    """Threads for a run on ``usable`` CPUs of which other processes keep ``busy`` cores busy: the
+    current count when it fits, else the free cores (at least one). An oversubscribed machine makes
+    every thread wait for the others: 2 threads on a 2-core machine shared with other work were
+    measured 8x slower than 1."""
+    free = max(1, int(usable - busy + 0.5))
+    return min(current, free)
+
+
 class StepClock:
     """Stamps the end of every optimizer step, through a global optimizer step post-hook.
 
