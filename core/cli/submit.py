@@ -22,7 +22,10 @@ def show_plan(plan: dict[str, Any], as_json: bool) -> None:
                    f"{cost['source']})")
     else:
         click.echo("dry run: nothing was started")
-    click.echo(json.dumps({k: v for k, v in plan.items() if k != "estimated_cost_usd"}, indent=2, default=str))
+    if plan.get("note"):  # what the launcher assumed to make the plan (a default region, ...)
+        click.echo(f"note: {plan['note']}", err=True)
+    click.echo(json.dumps({k: v for k, v in plan.items() if k not in ("estimated_cost_usd", "note")}, indent=2,
+                          default=str))
 
 
 def submit(launcher: Launcher, job: Job, as_json: bool = False) -> int:

@@ -15,6 +15,8 @@ import os
 import re
 import shlex
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,13 +44,69 @@ ROLE_ENV = "BESTIARY_SAGEMAKER_ROLE"
 _INSTANCE_RE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
 
+#: The region a dry run shows when none is configured (a plan needs one for the image URI).
+PLAN_REGION = "us-east-1"
+
+
+def install_hint(extra: str = "sagemaker") -> str:
+    """The pip command that adds ``extra`` from where this bestiary came: the folder it was
+    installed from (a checkout), or the package index."""
+    import json
+    from importlib.metadata import distributions
+
+    # The installed copy records where it came from; a build's egg-info in the current folder
+    # (also named bestiary) records nothing and is passed over.
+    url = ""
+    for dist in distributions(name="bestiary"):
+        try:
+            url = json.loads(dist.read_text("direct_url.json") or "{}").get("url", "")
+        except ValueError:
+            continue
+        if url:
+            break
+    if url.startswith("file:"):
+        from urllib.parse import urlparse
+        from urllib.request import url2pathname
+
+        return f"pip install '{url2pathname(urlparse(url).path)}[{extra}]'"
+    return f"pip install 'bestiary[{extra}]'"
+
+
 def require_sdk() -> None:
     """Fail with the remedy when the SageMaker Python SDK v3 is missing."""
     try:
         import sagemaker.train  # noqa: F401  # the SDK takes seconds to import: only when talking to AWS
     except ImportError as exc:
-        raise ImportError("the sagemaker launcher needs the SageMaker Python SDK v3: "
-                          "pip install 'bestiary[sagemaker]'") from exc
+        raise ImportError(f"the sagemaker launcher needs the SageMaker Python SDK v3: {install_hint()}") from exc
+
+
+@contextmanager
+def aws_errors() -> Iterator[None]:
+    """AWS's answers that are the user's to fix (no credentials, no permission, no network) as one
+    line with the remedy; anything else goes up as it is."""
+    try:
+        from botocore import exceptions as aws
+    except ImportError:  # no SDK: nothing of AWS can fail here
+        yield
+        return
+    try:
+        yield
+    except (aws.NoCredentialsError, aws.PartialCredentialsError) as exc:
+        raise ConfigError(f"no usable AWS credentials ({exc}): run `aws configure`, set AWS_PROFILE, or set "
+                          "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from exc
+    except aws.ClientError as exc:
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", "?"), error.get("Message", str(exc))
+        if code in _ACCESS_CODES:
+            raise ConfigError(f"AWS refused the request ({code}: {message}); check the credentials and their "
+                              "permissions (docs/sagemaker.md#permissions)") from exc
+        raise
+    except aws.EndpointConnectionError as exc:
+        raise ConfigError(f"cannot reach AWS ({exc}); check the network and --region") from exc
+
+
+_ACCESS_CODES = {"AccessDenied", "AccessDeniedException", "ExpiredToken", "ExpiredTokenException",
+                 "InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch"}
 
 
 @dataclass
@@ -91,15 +149,20 @@ class Request:
         return job
 
 
-def _region(explicit: str | None) -> str:
+def configured_region(explicit: str | None) -> str | None:
+    """``--region``, else the environment's, else the AWS configuration's (``~/.aws/config``)."""
     region = explicit or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
         return region
     try:
         import boto3  # only to read the configured region (~/.aws/config)
     except ImportError:
-        boto3 = None
-    region = boto3.session.Session().region_name if boto3 is not None else None
+        return None
+    return boto3.session.Session().region_name or None
+
+
+def _region(explicit: str | None) -> str:
+    region = configured_region(explicit)
     if not region:
         raise ConfigError("no AWS region: pass --region (e.g. us-east-1), or set AWS_REGION / `aws configure`")
     return region
@@ -164,8 +227,11 @@ class SageMakerLauncher(Launcher):
 
     # -- the request ------------------------------------------------------------------------
 
-    def request(self, job: Job) -> Request:
-        """The job's request, validated; needs no SDK unless the default image is looked up."""
+    def request(self, job: Job, *, planning: bool = False) -> Request:
+        """The job's request, validated; needs no SDK unless the default image is looked up.
+
+        :param planning: for a dry run: without a configured region, show :data:`PLAN_REGION`'s.
+        """
         self.check(job)
         o = job.options
         cfg = job.config
@@ -186,7 +252,7 @@ class SageMakerLauncher(Launcher):
         if not role:
             raise ConfigError(f"a SageMaker job runs as an IAM role: pass --role arn:aws:iam::ACCOUNT:role/NAME or set "
                               f"{ROLE_ENV} (docs/sagemaker.md#permissions lists what the role needs)")
-        region = _region(o.region)
+        region = (configured_region(o.region) or PLAN_REGION) if planning else _region(o.region)
         # a command job runs one process, which may start its own workers (a scaling benchmark)
         nproc = 1 if job.kind == "command" else o.nproc_per_node or max(gpus(instance_type) or 1, 1)
         max_run = o.max_run or DEFAULT_MAX_RUN
@@ -231,8 +297,11 @@ class SageMakerLauncher(Launcher):
         from .tune_options import with_study
 
         job = with_study(job)
-        req = self.request(job)
+        req = self.request(job, planning=True)
         plan = describe_request(req, job.kind)
+        if configured_region(job.options.region) is None:
+            plan["note"] = (f"no AWS region configured: showing {PLAN_REGION}; pass --region or set AWS_REGION "
+                            "before launching")
         if job.kind == "tune":
             from .tuning_job import tuning_plan
 
@@ -247,6 +316,10 @@ class SageMakerLauncher(Launcher):
         job = with_study(job)
         req = self.request(job)
         require_sdk()
+        with aws_errors():
+            return self._launch(job, req)
+
+    def _launch(self, job: Job, req: Request) -> LaunchResult:
         from .staging import stage
         from .trainer import input_channels, model_trainer
 
@@ -284,23 +357,27 @@ class SageMakerLauncher(Launcher):
     def describe(self, job_name: str, *, region: str | None = None) -> dict[str, Any]:
         from .jobs import describe
 
-        return describe(job_name, _region(region))
+        with aws_errors():
+            return describe(job_name, _region(region))
 
     def logs(self, job_name: str, *, region: str | None = None, limit: int = 200) -> list[str]:
         from .jobs import logs
 
-        return logs(job_name, _region(region), limit)
+        with aws_errors():
+            return logs(job_name, _region(region), limit)
 
     def stop(self, job_name: str, *, region: str | None = None) -> None:
         from .jobs import stop
 
-        stop(job_name, _region(region))
+        with aws_errors():
+            stop(job_name, _region(region))
 
     def list_remote(self, *, region: str | None = None) -> list[dict[str, Any]]:
         """Training jobs named ``bestiary*`` in the region, started from any machine."""
         from .jobs import list_remote
 
-        return list_remote(_region(region))
+        with aws_errors():
+            return list_remote(_region(region))
 
 
 def describe_request(req: Request, kind: str) -> dict[str, Any]:
