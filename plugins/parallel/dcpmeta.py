@@ -84,7 +84,7 @@ class SafeReader(FileSystemReader):
         # the file torch's reader opens: the global index, or a rank's own when torch asks for it
         rank = kwargs.get("rank")
         metadata = read_metadata(Path(self.path) / (".metadata" if rank is None else f"__{rank}.metadata"))
-        if getattr(metadata, "storage_meta", None) is None:
-            metadata.storage_meta = StorageMeta()
-        metadata.storage_meta.load_id = self.load_id
+        storage_meta = getattr(metadata, "storage_meta", None) or StorageMeta()
+        storage_meta.load_id = self.load_id
+        metadata.storage_meta = storage_meta
         return metadata
