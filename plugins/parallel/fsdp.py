@@ -10,8 +10,9 @@ Checkpoints are torch.distributed.checkpoint folders, so a run saved at one worl
 another: ``dcp/`` (model and optimizer shards), ``extra.safetensors`` + ``extra.json`` (RNG,
 scheduler, data position) and ``manifest.json`` (format ``bestiary-checkpoint-dcp/1``, size and
 SHA-256 of every file), written to a temporary folder and renamed into place by rank 0. torch
-keeps the ``dcp/`` index as a pickle: it is read only through :mod:`.dcpmeta`, which builds
-checkpoint metadata classes and nothing else, so a tampered checkpoint cannot run code.
+keeps the ``dcp/`` index as a pickle: it is read only through :mod:`.dcpsafe`, which builds
+checkpoint metadata classes and nothing else, and the shards' non-tensor values with
+``weights_only=True``, so a tampered checkpoint cannot run code.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionP
 
 from bestiary.extend import CheckpointError, commit_checkpoint, flatten_state, unflatten_state, verify_checkpoint
 
-from .dcpmeta import SafeReader, read_metadata
+from .dcpsafe import load as safe_load
+from .dcpsafe import read_metadata
 from .distributed import DistributedStrategy
 
 FORMAT = "bestiary-checkpoint-dcp/1"
@@ -206,12 +208,7 @@ class FSDPStrategy(DistributedStrategy):
             raise CheckpointError(problem)
         model_sd, optim_sd = get_state_dict(model, optimizer)
         state: dict[str, Any] = {"model": model_sd, "optimizer": optim_sd}
-        try:  # verify() has read the index safely; the reader reads it again the same way
-            dcp.load(state, storage_reader=SafeReader(str(path / "dcp")))
-        except CheckpointError:
-            raise
-        except Exception as exc:  # torch wraps a rank's failure: the file was swapped after verify
-            raise CheckpointError(f"checkpoint {path} cannot be read: {str(exc).splitlines()[0]}") from exc
+        safe_load(state, path / "dcp")  # verify() read the index safely; this reads it again the same way
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
         try:
             tensors = load_file(str(path / "extra.safetensors"), device="cpu")

@@ -382,6 +382,50 @@ def plant_payload(checkpoint: Path, trace: Path) -> Path:
     return meta
 
 
+def reseal(checkpoint: Path) -> None:
+    """Rewrite the manifest to match the files as they are now."""
+    import hashlib
+
+    manifest = json.loads((checkpoint / "manifest.json").read_text())
+    manifest["files"] = {p.relative_to(checkpoint).as_posix(): {"bytes": p.stat().st_size,
+                                                               "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+                         for p in sorted(checkpoint.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    (checkpoint / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_payload_among_the_shards_values_is_refused_unrun(tmp_path):
+    # torch stores non-tensor values (optimizer hyperparameters) as pickles inside the shards
+    import shutil
+
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    path = tmp_path / "checkpoints" / "step-00000001"
+    trace = tmp_path / "payload-ran"
+
+    def save(rank):
+        s, model, opt = sharded_train(rank, 1, optim="adamw", steps=batches()[:1])
+        s.save_checkpoint(path, model, opt, {"state": {"step": 1}})
+        model_sd, optim_sd = get_state_dict(model, opt)
+        optim_sd["param_groups"][0]["lr"] = _Payload(trace)
+        shutil.rmtree(path / "dcp")
+        dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(path / "dcp"))
+
+    run_threads(1, save)
+    reseal(path)
+    assert not trace.exists()
+
+    def load(rank):
+        s = strategy(rank, 1)
+        model = s.prepare_model(mlp())
+        s.load_checkpoint(path, model, torch.optim.AdamW(model.parameters(), lr=1e-2))
+
+    with pytest.raises(CheckpointError, match="refused") as err:
+        run_threads(1, load)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert not trace.exists()
+
+
 def test_tampered_dcp_metadata_is_refused_unrun(tmp_path):
     path = tmp_path / "checkpoints" / "step-00000001"
 
