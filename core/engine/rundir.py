@@ -87,12 +87,17 @@ class RunDir:
                 continue  # a line cut short by a kill
         return out
 
-    def truncate_metrics(self, step: int) -> None:
-        """Drop what a run resumed from a checkpoint at ``step`` logs again: training records after
-        ``step`` and evaluations from ``step`` on (a checkpoint is taken before the evaluation that
-        may follow its step)."""
-        kept = [r for r in self.metrics()
-                if r.get("step", 0) < step or (r.get("step", 0) == step and r.get("split") == "train")]
+    def truncate_metrics(self, step: int, *, evaluated: bool = False) -> None:
+        """Drop what a run resumed from a checkpoint at ``step`` logs again, and nothing else:
+        training records after ``step`` and evaluations from ``step`` on, or after ``step`` when
+        the checkpoint was taken after the evaluation at its step (``evaluated``: the resumed run
+        will not evaluate there again, so the record must stay)."""
+
+        def kept_record(r: dict[str, Any]) -> bool:
+            at = r.get("step", 0)
+            return at < step or (at == step and (evaluated or r.get("split") == "train"))
+
+        kept = [r for r in self.metrics() if kept_record(r)]
         tmp = self.path / f".metrics.jsonl.tmp-{os.getpid()}"
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
         os.replace(tmp, self.path / "metrics.jsonl")

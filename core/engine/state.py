@@ -24,6 +24,9 @@ class TrainState:
     :ivar samples: training samples counted at log steps (all processes).
     :ivar train_time: seconds spent training, counted at log steps.
     :ivar last_eval: the latest validation results (``loss`` and metrics), empty before one.
+    :ivar closed_at: the step at which the trainer last closed an epoch or the run (with the
+        evaluation due there), ``None`` before; a run resumed from a checkpoint of its last step
+        that was written before that closing (and its evaluation) does it then.
     """
 
     step: int = 0
@@ -35,6 +38,7 @@ class TrainState:
     samples: int = 0
     train_time: float = 0.0
     last_eval: dict[str, Any] = field(default_factory=dict)
+    closed_at: int | None = None
 
     def state_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (the ``state`` entry of a checkpoint's extra data)."""

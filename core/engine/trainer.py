@@ -159,7 +159,7 @@ class Trainer:
             return
         cfg, parts, built, rd = self.cfg, self.parts, self.assembly, self.rd
         if self.resume_dir is not None:
-            rd.truncate_metrics(self.state.step)
+            rd.truncate_metrics(self.state.step, evaluated=self.state.closed_at == self.state.step)
         rd.write_json("config.json", {"config": cfg.to_dict(), "resolved": {
             "arch": parts.arch.qualified_name, "dataset": parts.dataset.qualified_name,
             "strategy": parts.strategy.qualified_name, "task": parts.task.name,
@@ -224,6 +224,9 @@ class Trainer:
                                       epoch=state.epoch, skip_batches=state.batch_in_epoch,
                                       num_workers=cfg.num_workers, collate=self.data.train_collate or self.data.collate)
         status = "completed"
+        if state.step >= self.total_steps and state.closed_at != state.step:
+            # resumed from a checkpoint of the last step written before its closing evaluation
+            status = self.end_epoch()
         while state.epoch < cfg.epochs and state.step < self.total_steps and status == "completed":
             status = self.train_epoch(loader, stop)
             if status == "completed":
@@ -332,6 +335,7 @@ class Trainer:
             state.epoch += 1
             state.batch_in_epoch = 0
         last_epoch = state.epoch >= cfg.epochs or state.step >= self.total_steps
+        state.closed_at = state.step  # no checkpoint comes before the evaluation below ends
         if self.data.validation is not None and (state.epoch % cfg.eval_every == 0 or last_epoch):
             return self.validate()
         return "completed"

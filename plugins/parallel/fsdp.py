@@ -9,7 +9,10 @@ module that holds parameters is a block. The root is always sharded last.
 Checkpoints are torch.distributed.checkpoint folders, so a run saved at one world size resumes at
 another: ``dcp/`` (model and optimizer shards), ``extra.safetensors`` + ``extra.json`` (RNG,
 scheduler, data position) and ``manifest.json`` (format ``bestiary-checkpoint-dcp/1``, size and
-SHA-256 of every file), written to a temporary folder and renamed into place by rank 0.
+SHA-256 of every file), written to a temporary folder and renamed into place by rank 0. torch
+keeps the ``dcp/`` index as a pickle: it is read only through :mod:`.dcpsafe`, which builds
+checkpoint metadata classes and nothing else, and the shards' non-tensor values with
+``weights_only=True``, so a tampered checkpoint cannot run code.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionP
 
 from bestiary.extend import CheckpointError, commit_checkpoint, flatten_state, unflatten_state, verify_checkpoint
 
+from .dcpsafe import load as safe_load
+from .dcpsafe import read_metadata
 from .distributed import DistributedStrategy
 
 FORMAT = "bestiary-checkpoint-dcp/1"
@@ -203,7 +208,7 @@ class FSDPStrategy(DistributedStrategy):
             raise CheckpointError(problem)
         model_sd, optim_sd = get_state_dict(model, optimizer)
         state: dict[str, Any] = {"model": model_sd, "optimizer": optim_sd}
-        dcp.load(state, checkpoint_id=str(path / "dcp"))
+        safe_load(state, path / "dcp")  # verify() read the index safely; this reads it again the same way
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
         try:
             tensors = load_file(str(path / "extra.safetensors"), device="cpu")
@@ -216,6 +221,7 @@ class FSDPStrategy(DistributedStrategy):
 def verify(path: str | Path) -> None:
     """Raise :class:`CheckpointError` unless ``path`` is a complete fsdp checkpoint matching its manifest."""
     verify_checkpoint(path, fmt=FORMAT, required=("dcp/.metadata", "extra.safetensors", "extra.json"))
+    read_metadata(Path(path) / "dcp" / ".metadata")  # refuses anything but checkpoint metadata
 
 
 def _containers_copied(obj: Any) -> Any:

@@ -353,3 +353,110 @@ def test_torchrun_fsdp_matches_one_process_and_resumes_across_world_sizes(tmp_pa
     x = torch.randn(5, 1, 4, 4)
     torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=0)
     assert all(type(p) is torch.nn.Parameter for p in model.parameters())
+
+
+# -- nothing in a checkpoint runs -----------------------------------------------------------------
+
+class _Payload:
+    """Unpickling this touches ``trace``: what a malicious ``dcp/.metadata`` would run."""
+
+    def __init__(self, trace: Path) -> None:
+        self.trace = trace
+
+    def __reduce__(self):
+        return (Path.touch, (self.trace,))
+
+
+def plant_payload(checkpoint: Path, trace: Path) -> Path:
+    """Replace the checkpoint's dcp index by a pickle that would touch ``trace``, and rewrite the
+    manifest to match, as anyone who can write the folder could."""
+    import hashlib
+    import pickle
+
+    meta = checkpoint / "dcp" / ".metadata"
+    meta.write_bytes(pickle.dumps(_Payload(trace)))
+    manifest = json.loads((checkpoint / "manifest.json").read_text())
+    manifest["files"]["dcp/.metadata"] = {"bytes": meta.stat().st_size,
+                                          "sha256": hashlib.sha256(meta.read_bytes()).hexdigest()}
+    (checkpoint / "manifest.json").write_text(json.dumps(manifest))
+    return meta
+
+
+def reseal(checkpoint: Path) -> None:
+    """Rewrite the manifest to match the files as they are now."""
+    import hashlib
+
+    manifest = json.loads((checkpoint / "manifest.json").read_text())
+    manifest["files"] = {p.relative_to(checkpoint).as_posix(): {"bytes": p.stat().st_size,
+                                                               "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+                         for p in sorted(checkpoint.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    (checkpoint / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_payload_among_the_shards_values_is_refused_unrun(tmp_path):
+    # torch stores non-tensor values (optimizer hyperparameters) as pickles inside the shards
+    import shutil
+
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    path = tmp_path / "checkpoints" / "step-00000001"
+    trace = tmp_path / "payload-ran"
+
+    def save(rank):
+        s, model, opt = sharded_train(rank, 1, optim="adamw", steps=batches()[:1])
+        s.save_checkpoint(path, model, opt, {"state": {"step": 1}})
+        model_sd, optim_sd = get_state_dict(model, opt)
+        optim_sd["param_groups"][0]["lr"] = _Payload(trace)
+        shutil.rmtree(path / "dcp")
+        dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(path / "dcp"))
+
+    run_threads(1, save)
+    reseal(path)
+    assert not trace.exists()
+
+    def load(rank):
+        s = strategy(rank, 1)
+        model = s.prepare_model(mlp())
+        s.load_checkpoint(path, model, torch.optim.AdamW(model.parameters(), lr=1e-2))
+
+    with pytest.raises(CheckpointError, match="refused") as err:
+        run_threads(1, load)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert not trace.exists()
+
+
+def test_tampered_dcp_metadata_is_refused_unrun(tmp_path):
+    path = tmp_path / "checkpoints" / "step-00000001"
+
+    def save(rank):
+        s, model, opt = sharded_train(rank, 2, optim="adamw", steps=batches()[:1])
+        s.save_checkpoint(path, model, opt, {"state": {"step": 1}})
+
+    run_threads(2, save)
+    trace = tmp_path / "payload-ran"
+    meta = plant_payload(path, trace)
+
+    def load(rank):
+        s = strategy(rank, 2)
+        model = s.prepare_model(mlp())
+        s.load_checkpoint(path, model, torch.optim.AdamW(model.parameters(), lr=1e-2))
+
+    with pytest.raises(CheckpointError, match="refused") as err:
+        run_threads(2, load)
+    assert str(meta) in str(err.value) and "\n" not in str(err.value)
+    assert not trace.exists()
+
+
+@pytest.mark.slow
+def test_torchrun_resume_refuses_a_tampered_dcp_index(tmp_path, toy_host):
+    torchrun(tmp_path, [run_config(tmp_path, "run", 8, 3)])
+    (checkpoint,) = (tmp_path / "run" / "checkpoints").iterdir()
+    extend(tmp_path / "run", 8, 6)
+    trace = tmp_path / "payload-ran"
+    meta = plant_payload(checkpoint, trace)
+    with pytest.raises(AssertionError) as failed:  # the resume must fail, on both ranks
+        torchrun(tmp_path, [{"resume": str(tmp_path / "run")}])
+    assert not trace.exists()
+    lines = [ln for ln in str(failed.value).splitlines() if "CheckpointError:" in ln]
+    assert lines and all(f"checkpoint metadata {meta} refused" in ln for ln in lines)
