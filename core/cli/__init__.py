@@ -19,7 +19,7 @@ from .._version import __version__
 from ..errors import UserError, storage_error
 from ..host import ENV_STRICT, PluginLoadError, get_host
 from ..options import RUN_COMMANDS
-from ..registry import LookupFailure
+from ..registry import EntryLoadError, LookupFailure
 
 #: Subcommand name -> "module:attribute" under bestiary.cli, imported on use.
 COMMANDS = {
@@ -56,17 +56,18 @@ class UserFailure(click.ClickException):
         self.exit_code = exit_code
 
 
-def user_error(exc: BaseException) -> UserError | LookupFailure | PluginLoadError | None:
+def user_error(exc: BaseException) -> Exception | None:
     """``exc`` as an error the user can fix, or ``None`` when it is a bug.
 
     User errors are :class:`~bestiary.errors.UserError` (config, data, checkpoint, model file,
-    storage, missing dependency), registry lookup failures, plugins that failed to load, OSErrors
+    storage, missing dependency), registry lookup failures, factories and plugins that failed to
+    load (the remedy: reinstall them), OSErrors
     of the user's files and machine (a full disk, a read-only folder, a missing path: see
     :data:`~bestiary.errors.STORAGE_REMEDIES`) and a missing third-party module. A plain
     ``ValueError``, ``TypeError``, ``RuntimeError``, ... is a bug, even from a plugin: plugins
     raise ``bestiary.extend.ConfigError``/``DataError`` for bad input.
     """
-    if isinstance(exc, (UserError, LookupFailure, PluginLoadError)):
+    if isinstance(exc, (UserError, LookupFailure, EntryLoadError, PluginLoadError)):
         return exc
     if isinstance(exc, OSError):
         return storage_error(exc)

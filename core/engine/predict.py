@@ -9,6 +9,7 @@ from typing import Any
 
 import torch  # runs a torch model; only prediction imports this module
 
+from ..errors import ConfigError
 from .assembly import load_saved
 from .strategy import resolve_device
 
@@ -19,8 +20,14 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     """Predict for every input in ``input_path``; write JSON lines (``.jsonl``), a JSON array
     (``.json``), CSV (``.csv``) or Parquet (``.parquet``, flat rows such as forecasts).
 
+    :param batch_size: inputs per forward pass, at least 1.
     :return: the number of predictions written.
+    :raises ConfigError: for a batch size below 1.
+    :raises DataError: for inputs the model cannot take (the task's ``load_inputs`` names the file
+        and the field or row).
     """
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     dev = resolve_device(device)
     saved = load_saved(run_dir, device=dev)
     task, model = saved.task, saved.load_model()

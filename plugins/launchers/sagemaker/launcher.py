@@ -25,6 +25,7 @@ from bestiary.extend import (
     Job,
     Launcher,
     LaunchResult,
+    MissingDependencyError,
     __version__,
     parse_duration,
     parse_pairs,
@@ -47,7 +48,7 @@ def require_sdk() -> None:
     try:
         import sagemaker.train  # noqa: F401  # the SDK takes seconds to import: only when talking to AWS
     except ImportError as exc:
-        raise ImportError("the sagemaker launcher needs the SageMaker Python SDK v3: "
+        raise MissingDependencyError("the sagemaker launcher needs the SageMaker Python SDK v3: "
                           "pip install 'bestiary[sagemaker]'") from exc
 
 
