@@ -76,10 +76,13 @@ STORAGE_REMEDIES = {
 }
 
 
-def storage_error(exc: OSError) -> StorageError | None:
+def storage_error(exc: OSError, path: object = None) -> StorageError | None:
     """``exc`` as a :class:`StorageError` with its remedy and path, or ``None`` when it is not one
     of :data:`STORAGE_REMEDIES` (an OSError raised without an errno is taken as written: code raises
-    those deliberately, with their message)."""
+    those deliberately, with their message).
+
+    :param path: the path being written or read, named when ``exc`` names none (a failed ``write``).
+    """
     import errno as errnos
 
     if isinstance(exc, UserError):
@@ -89,6 +92,6 @@ def storage_error(exc: OSError) -> StorageError | None:
     remedy = STORAGE_REMEDIES.get(errnos.errorcode.get(exc.errno, ""))
     if remedy is None:
         return None
-    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None] or ([str(path)] if path else [])
     where = f" ({' -> '.join(paths)})" if paths else ""
     return StorageError(exc.errno, f"{exc.strerror or 'error'}{where}: {remedy}")

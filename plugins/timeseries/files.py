@@ -101,7 +101,7 @@ def read_long(path: Path, freq: str | None, *, item_column: str, timestamp_colum
         target[positions] = pd.to_numeric(group[target_column], errors="coerce").to_numpy(np.float32)
         if np.isinf(target).any():  # non-numeric cells are missing values, an infinity is an error
             row = group.index[int(np.flatnonzero(np.isinf(target[positions]))[0])]
-            raise DataError(f"{path}: data row {row + 1} ({str(item_id)!r}): the {target_column} is infinite; "
+            raise DataError(f"{path}: data row {row + 1}, item {str(item_id)!r}: the {target_column} is infinite; "
                             "give a finite number, or leave the cell empty for a missing value")
         cov = np.zeros((len(covariates), length), np.float32)
         for r, name in enumerate(covariates):
@@ -132,9 +132,9 @@ def read_jsonl(path: Path, freq: str | None) -> tuple[list[Item], str, list[str]
             record = json.loads(line, parse_constant=_no_constant)
             if not isinstance(record, dict) or "target" not in record:
                 raise KeyError("target")
-            target = _numbers(record["target"], "target", missing=True)
+            target = _numbers(record["target"], "target", 1, missing=True)
             start = pd.Timestamp(str(record.get("start", DEFAULT_START)))
-            cov = _numbers(record.get("feat_dynamic_real", np.zeros((0, len(target)))), "feat_dynamic_real")
+            cov = _numbers(record.get("feat_dynamic_real", np.zeros((0, len(target)))), "feat_dynamic_real", 2)
             cov = cov.reshape(-1, len(target))
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(f"{path}, line {n}: not a series ({type(exc).__name__}: {exc}); write one JSON object per "
@@ -152,15 +152,17 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number JSON allows; use null for a missing value")
 
 
-def _numbers(values: Any, field: str, *, missing: bool = False) -> np.ndarray:
+def _numbers(values: Any, field: str, ndim: int, *, missing: bool = False) -> np.ndarray:
     """``values`` (a list, or a list of lists) as float32, refusing anything but finite real numbers:
     strings, booleans and complex values would otherwise be cast or fail deep in numpy.
 
+    :param ndim: 1 for a list, 2 for a list of lists of the same length.
     :param missing: whether ``null`` is allowed (it becomes NaN, a missing value).
     """
     arr = np.asarray(values, dtype=object)
-    if arr.ndim == 0:
-        raise TypeError(f"{field} must be a list, got {type(values).__name__}")
+    if arr.ndim != ndim:
+        shape = "a list of numbers" if ndim == 1 else "a list of lists of numbers, all of the target's length"
+        raise TypeError(f"{field} must be {shape}, got {json_text(values)}")
     for index, value in np.ndenumerate(arr):
         if value is None and missing:
             continue
@@ -168,6 +170,14 @@ def _numbers(values: Any, field: str, *, missing: bool = False) -> np.ndarray:
             raise ValueError(f"{field}{list(index)} is {value!r}, not a finite number")
     return np.array([[np.nan if v is None else v for v in row] for row in arr] if arr.ndim == 2 else
                     [np.nan if v is None else v for v in arr], dtype=np.float32)
+
+
+def json_text(value: Any, limit: int = 60) -> str:
+    """``value`` as short JSON for a message."""
+    import json
+
+    text = json.dumps(value.tolist() if isinstance(value, np.ndarray) else value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def read_series(path: str | Path, freq: str | None = None, *, item_column: str = "item_id",
