@@ -37,8 +37,6 @@ COMMANDS = {
 }
 
 
-#: Where bugs are reported; the note under a bug's traceback names it.
-REPORT_BUGS = "https://github.com/bestiary-zoo/bestiary/issues"
 ENV_DEBUG = "BESTIARY_DEBUG"
 
 
@@ -46,14 +44,6 @@ class NameProblem(click.ClickException):
     """An unknown or ambiguous name: a usage error (exit 2) without the usage banner."""
 
     exit_code = 2
-
-
-class UserFailure(click.ClickException):
-    """A user error as Click prints it: ``Error: MESSAGE`` and the error's exit status."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def user_error(exc: BaseException) -> Exception | None:
@@ -158,15 +148,17 @@ class BestiaryGroup(click.Group):
         except Exception as exc:
             known = user_error(exc)
             if known is None:
-                exc.add_note(f"bestiary: this is a bug (an unexpected {type(exc).__name__}), in bestiary or in a "
-                             f"plugin named in the traceback; please report it with the traceback at {REPORT_BUGS}")
+                exc.add_note(f"bestiary: this is a bug (an unexpected {type(exc).__name__}), not an error in your input: "
+                             "please report it with this traceback and the output of `bestiary plugins` to the "
+                             "maintainers of the package its last frames point into (bestiary or a plugin)")
                 raise
             if _debugging():
                 import traceback
 
                 traceback.print_exception(exc)
             code = getattr(known, "exit_code", 2 if isinstance(known, LookupFailure) else 1)
-            raise UserFailure(str(known), code) from exc
+            # Click prints ``Error: MESSAGE``; NameProblem is its exit-2 kind without the usage banner
+            raise (NameProblem if code == 2 else click.ClickException)(str(known)) from exc
 
 
 @click.group(cls=BestiaryGroup, context_settings={"help_option_names": ["-h", "--help"]})
