@@ -216,3 +216,11 @@ def test_predict_refuses_non_numeric_series_values(forecast_run: Path, tmp_path:
                     cwd=tmp_path)
     assert_user_error(done, 1, "in.jsonl, line 2", needle)
     assert not out.exists()
+
+
+def test_a_damaged_tuning_database_is_a_one_line_error(tmp_path: Path) -> None:
+    db = tmp_path / "tune.db"
+    db.write_bytes(b"not a database " * 100)
+    done = bestiary("tune", "toy_mlp", "--dataset", "blobs", "--storage", f"sqlite:///{db}", "--trials", "1",
+                    "--max-steps", "2", "--runs-root", str(tmp_path / "runs"), cwd=tmp_path)
+    assert_user_error(done, 1, f"sqlite:///{db}", "file is not a database", "--storage")
