@@ -34,6 +34,11 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ConfigError": (".errors", "ConfigError"),
     "TaskMismatchError": (".errors", "TaskMismatchError"),
     "CheckpointError": (".errors", "CheckpointError"),
+    "UserError": (".errors", "UserError"),
+    "DataError": (".errors", "DataError"),
+    "ModelFileError": (".errors", "ModelFileError"),
+    "MissingDependencyError": (".errors", "MissingDependencyError"),
+    "StorageError": (".errors", "StorageError"),
     "RegistryError": (".registry", "RegistryError"),
     "LookupFailure": (".registry", "LookupFailure"),
     "UnknownEntryError": (".registry", "UnknownEntryError"),
@@ -131,6 +136,7 @@ __all__ = [  # the keys of _EXPORTS, written out so that tools see the re-export
     "CheckpointError",
     "ConfigError",
     "Data",
+    "DataError",
     "DuplicateEntryError",
     "Entry",
     "Finding",
@@ -141,6 +147,8 @@ __all__ = [  # the keys of _EXPORTS, written out so that tools see the re-export
     "Launcher",
     "LookupFailure",
     "Metric",
+    "MissingDependencyError",
+    "ModelFileError",
     "NameProblem",
     "OptionSpec",
     "PluginHost",
@@ -152,6 +160,7 @@ __all__ = [  # the keys of _EXPORTS, written out so that tools see the re-export
     "RunConfig",
     "RunContext",
     "SearchSpace",
+    "StorageError",
     "Strategy",
     "Suite",
     "Task",
@@ -161,6 +170,7 @@ __all__ = [  # the keys of _EXPORTS, written out so that tools see the re-export
     "TrainState",
     "UnknownEntryError",
     "UnknownKindError",
+    "UserError",
     "__version__",
     "batches_per_epoch",
     "build",
@@ -259,7 +269,16 @@ if TYPE_CHECKING:
     from .engine.torchrun import Launch as TorchrunLaunch
     from .engine.torchrun import launch_run as launch_torchrun
     from .engine.torchrun import to_toml
-    from .errors import CheckpointError, ConfigError, TaskMismatchError
+    from .errors import (
+        CheckpointError,
+        ConfigError,
+        DataError,
+        MissingDependencyError,
+        ModelFileError,
+        StorageError,
+        TaskMismatchError,
+        UserError,
+    )
     from .hookspecs import hookimpl, hookspec
     from .host import PluginHost, Register
     from .launch import (

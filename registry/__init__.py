@@ -11,6 +11,7 @@ from .entry import Entry, Provenance
 from .errors import (
     AmbiguousEntryError,
     DuplicateEntryError,
+    EntryLoadError,
     InvalidEntryError,
     LookupFailure,
     RegistryError,
@@ -26,6 +27,7 @@ __all__ = [
     "AmbiguousEntryError",
     "DuplicateEntryError",
     "Entry",
+    "EntryLoadError",
     "InvalidEntryError",
     "LookupFailure",
     "Param",

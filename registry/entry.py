@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .direction import check_direction
-from .errors import InvalidEntryError, singular
+from .errors import EntryLoadError, InvalidEntryError, singular
 from .space import SearchSpace
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
@@ -135,7 +135,7 @@ class Entry:
     def load(self) -> Callable[..., Any]:
         """Resolve the factory, importing its module.
 
-        :raises ImportError: naming the entry, its plugin and distribution when the import fails.
+        :raises EntryLoadError: (an ``ImportError``) naming the entry, its plugin and distribution when the import fails.
         """
         if callable(self.factory):
             return self.factory
@@ -146,7 +146,7 @@ class Entry:
                 obj = getattr(obj, part)
         except Exception as exc:
             p = self.provenance
-            raise ImportError(
+            raise EntryLoadError(
                 f"{singular(self.kind)} {self.qualified_name!r} cannot be built: its factory "
                 f"{self.factory!r} failed to load ({type(exc).__name__}: {exc}). It comes from "
                 f"{p.distribution} {p.version}; reinstall or upgrade it "

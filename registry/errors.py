@@ -72,6 +72,11 @@ class UnknownKindError(LookupFailure):
         super().__init__(message)
 
 
+class EntryLoadError(RegistryError, ImportError):
+    """An entry's factory could not be imported; the message names the entry, its plugin and the
+    command that reinstalls it."""
+
+
 class InvalidEntryError(RegistryError, ValueError):
     """An entry failed validation when it was registered."""
 

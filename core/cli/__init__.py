@@ -1,8 +1,10 @@
 """The ``bestiary`` command line.
 
 Subcommands are imported only when invoked, so ``bestiary list`` pays for nothing else. Errors
-that users can fix print one line on stderr with the remedy: exit code 2 for usage errors, bad
-config values and unknown names, 1 for other failures (``BESTIARY_DEBUG=1`` shows tracebacks).
+that users can fix (:class:`~bestiary.errors.UserError` and its kin, see :func:`user_error`) print
+one line on stderr with the remedy: exit code 2 for usage errors, bad config values and unknown
+names, 1 for other failures. Anything else is a bug: its traceback is shown, with a note on how to
+report it. ``--debug`` (or ``BESTIARY_DEBUG=1``) shows the traceback of user errors too.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from typing import Any
 import click
 
 from .._version import __version__
-from ..errors import CheckpointError, ConfigError, TaskMismatchError
+from ..errors import UserError, storage_error
 from ..host import ENV_STRICT, PluginLoadError, get_host
 from ..options import RUN_COMMANDS
-from ..registry import LookupFailure
+from ..registry import EntryLoadError, LookupFailure
 
 #: Subcommand name -> "module:attribute" under bestiary.cli, imported on use.
 COMMANDS = {
@@ -35,10 +37,41 @@ COMMANDS = {
 }
 
 
+ENV_DEBUG = "BESTIARY_DEBUG"
+
+
 class NameProblem(click.ClickException):
     """An unknown or ambiguous name: a usage error (exit 2) without the usage banner."""
 
     exit_code = 2
+
+
+def user_error(exc: BaseException) -> Exception | None:
+    """``exc`` as an error the user can fix, or ``None`` when it is a bug.
+
+    User errors are :class:`~bestiary.errors.UserError` (config, data, checkpoint, model file,
+    storage, missing dependency), registry lookup failures, factories and plugins that failed to
+    load (the remedy: reinstall them), OSErrors
+    of the user's files and machine (a full disk, a read-only folder, a missing path: see
+    :data:`~bestiary.errors.STORAGE_REMEDIES`) and a missing third-party module. A plain
+    ``ValueError``, ``TypeError``, ``RuntimeError``, ... is a bug, even from a plugin: plugins
+    raise ``bestiary.extend.ConfigError``/``DataError`` for bad input.
+    """
+    if isinstance(exc, (UserError, LookupFailure, EntryLoadError, PluginLoadError)):
+        return exc
+    if isinstance(exc, OSError):
+        return storage_error(exc)
+    if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] != "bestiary":
+        from ..errors import MissingDependencyError
+
+        top = exc.name.split(".")[0]
+        return MissingDependencyError(f"the package that provides the module {top!r} is not installed: "
+                                      f"install it (pip install {top}) or check the plugin that needs it")
+    return None
+
+
+def _debugging() -> bool:
+    return os.environ.get(ENV_DEBUG, "") not in ("", "0")
 
 
 class BestiaryGroup(click.Group):
@@ -110,14 +143,22 @@ class BestiaryGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (LookupFailure, ConfigError, TaskMismatchError) as exc:
-            raise NameProblem(str(exc)) from exc
-        except (CheckpointError, OSError, ImportError, ValueError) as exc:
-            if os.environ.get("BESTIARY_DEBUG"):
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            known = user_error(exc)
+            if known is None:
+                exc.add_note(f"bestiary: this is a bug (an unexpected {type(exc).__name__}), not an error in your input: "
+                             "please report it with this traceback and the output of `bestiary plugins` to the "
+                             "maintainers of the package its last frames point into (bestiary or a plugin)")
                 raise
-            raise click.ClickException(f"{exc} (set BESTIARY_DEBUG=1 for the traceback)") from exc
-        except PluginLoadError as exc:
-            raise click.ClickException(str(exc)) from exc
+            if _debugging():
+                import traceback
+
+                traceback.print_exception(exc)
+            code = getattr(known, "exit_code", 2 if isinstance(known, LookupFailure) else 1)
+            # Click prints ``Error: MESSAGE``; NameProblem is its exit-2 kind without the usage banner
+            raise (NameProblem if code == 2 else click.ClickException)(str(known)) from exc
 
 
 @click.group(cls=BestiaryGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,7 +168,8 @@ class BestiaryGroup(click.Group):
     is_flag=True,
     help=f"Fail when any plugin fails to load (also {ENV_STRICT}=1).",
 )
-def main(strict_plugins: bool) -> None:
+@click.option("--debug", is_flag=True, help=f"Show the traceback of every error, user errors too (also {ENV_DEBUG}=1).")
+def main(strict_plugins: bool, debug: bool) -> None:
     """bestiary: a plugin-based model zoo for PyTorch.
 
     List what the installed plugins offer with `bestiary list`, look one entry up with
@@ -136,6 +178,8 @@ def main(strict_plugins: bool) -> None:
     if strict_plugins:
         os.environ[ENV_STRICT] = "1"  # inherited by worker processes too
         get_host().strict = True
+    if debug:
+        os.environ[ENV_DEBUG] = "1"  # inherited by worker processes too
 
 
 def console() -> Any:

@@ -129,7 +129,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--dataset", help="Evaluate on another dataset of the same task.")
 @click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True)
-@click.option("--batch-size", type=int, help="Default: the run's batch size.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Default: the run's batch size.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def evaluate_command(run_dir: str, dataset: str | None, split: str, batch_size: int | None, device: str, as_json: bool) -> None:
@@ -137,6 +137,8 @@ def evaluate_command(run_dir: str, dataset: str | None, split: str, batch_size: 
     from ..engine.evaluate import evaluate_run
 
     result = evaluate_run(run_dir, dataset=dataset, split=split, batch_size=batch_size, device=device)
+    for warning in result.get("warnings", []):
+        click.echo(f"Warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -152,7 +154,7 @@ def evaluate_command(run_dir: str, dataset: str | None, split: str, batch_size: 
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--input", "input_path", required=True, type=click.Path(exists=True), help="Inputs: .npy/.npz or image files for images, JSON lines for series.")
 @click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False), help="Predictions: .jsonl, .json, .csv or .parquet.")
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def predict_command(run_dir: str, input_path: str, output_path: str, batch_size: int, device: str) -> None:
     """Predict with the model of RUN_DIR for every input in --input."""

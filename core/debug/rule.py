@@ -82,7 +82,7 @@ class Rule:
         self._reported.add(key)
         severity = severity or self.severity
         if severity not in SEVERITIES:
-            raise ValueError(f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+            raise ConfigError(f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
         return [Finding(self.name, int(step), message, suggestion, dict(evidence or {}), severity, self.action)]
 
     def params(self) -> dict[str, Any]:

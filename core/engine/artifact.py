@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import torch  # artefacts hold torch weights; only runs and load_model import this module
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from ..errors import ModelFileError
 
 FORMAT = "bestiary-model/1"
 
@@ -31,7 +34,11 @@ def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
     meta_file = directory / "model.json"
     if not meta_file.exists():
         raise FileNotFoundError(f"{path} holds no model (no model.json); pass a run directory of a finished run or its model/ folder")
-    return directory, json.loads(meta_file.read_text())
+    try:
+        return directory, json.loads(meta_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{meta_file} is not valid JSON ({exc}); export the model again "
+                             "(train or --resume the run) or restore the file from a copy") from exc
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu", host: Any = None) -> torch.nn.Module:
@@ -46,6 +53,16 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu", host: An
     directory, meta = read_meta(path)
     entry = lookup("architectures", meta["arch"], host)
     model = entry.build(**meta.get("model_kwargs", {}))
-    state = load_file(str(directory / "model.safetensors"), device=str(device))
-    model.load_state_dict(state)
+    weights = directory / "model.safetensors"
+    try:
+        state = load_file(str(weights), device=str(device))
+    except SafetensorError as exc:
+        raise ModelFileError(f"{weights} is damaged ({exc}); export the model again (train or --resume the run) "
+                             "or restore the file from a copy") from exc
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # torch's error for missing, unexpected or misshapen tensors
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise ModelFileError(f"{weights} does not fit architecture {meta['arch']!r} with {directory / 'model.json'}'s "
+                             f"options ({first}); export the model again or restore both files from a copy") from exc
     return model.to(device).eval()

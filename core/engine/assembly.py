@@ -55,13 +55,27 @@ def assemble(cfg: RunConfig, parts: Parts, task: Task) -> Assembly:
     """
     data = build_data(parts.dataset, cfg.data)
     model_kwargs = architecture_kwargs(parts.arch, task.model_kwargs(data.info), cfg.model)
-    model = parts.arch.build(**model_kwargs)
+    model = build_model(parts.arch, model_kwargs, cfg.model)
     data = task.prepare_data(data, model, batch_size=cfg.batch_size, seed=cfg.seed)
     if cfg.weights:
         load_weights(model, cfg.weights)
     metrics = build_metrics(parts.metrics)
     monitor, mode = monitor_mode(cfg, task, metrics, parts.metrics)
     return Assembly(task, data, model, metrics, model_kwargs, monitor, mode)
+
+
+def build_model(entry: Entry, kwargs: dict[str, Any], explicit: dict[str, Any]) -> torch.nn.Module:
+    """Build the architecture; a factory that takes ``**kwargs`` (timm's) and refuses one of the
+    user's ``--set model.*`` options gets a :class:`ConfigError` naming it instead of a TypeError."""
+    try:
+        model: torch.nn.Module = entry.build(**kwargs)
+    except TypeError as exc:
+        named = [k for k in explicit if f"keyword argument {k!r}" in str(exc)]
+        if not named:
+            raise
+        raise ConfigError(f"architecture {entry.name!r} has no option {named[0]!r} (--set model.{named[0]}=...): "
+                          f"{exc}; `bestiary info {entry.qualified_name}` describes its options") from exc
+    return model
 
 
 def monitor_mode(cfg: RunConfig, task: Task, metrics: dict[str, Metric], entries: list[Entry]) -> tuple[str, str]:

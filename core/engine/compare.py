@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from ..errors import ConfigError
 from ..registry.direction import metric_direction
 from .index import RunsIndex
 from .rundir import RunDir
@@ -199,7 +200,7 @@ def compare(runs: list[Run], metric: str | None = None) -> Comparison:
     :raises UnknownMetricError: when no run logged ``metric``.
     """
     if not runs:
-        raise ValueError("give at least one run to compare")
+        raise ConfigError("give at least one run to compare")
     metric = metric or _monitor(runs[0]) or "loss"
     logged = {k for run in runs for r in run.metrics for k, v in r.items() if _is_number(v)}
     logged |= {k for run in runs for k in (run.summary.get("final") or {})}

@@ -148,8 +148,8 @@ class RunConfig:
         values: dict[str, Any] = {}
         if path is not None:
             try:
-                values.update(tomllib.loads(Path(path).read_text()))
-            except tomllib.TOMLDecodeError as exc:
+                values.update(tomllib.loads(Path(path).read_text(encoding="utf-8")))  # TOML is UTF-8 by spec
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         for item in sets:

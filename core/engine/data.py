@@ -14,6 +14,8 @@ from typing import Any
 
 import torch  # this module is only imported by runs, which need torch anyway
 
+from ..errors import ConfigError
+
 
 @dataclass
 class Data:
@@ -38,11 +40,11 @@ class Data:
     def split(self, name: str) -> Any:
         """The split called ``name``; a clear error when the dataset has none."""
         if name not in ("train", "validation", "test"):
-            raise ValueError(f"unknown split {name!r}: choose train, validation or test")
+            raise ConfigError(f"unknown split {name!r}: choose train, validation or test")
         data = getattr(self, name)
         if data is None:
             have = [s for s in ("train", "validation", "test") if getattr(self, s) is not None]
-            raise ValueError(f"this dataset has no {name} split; it has: {', '.join(have)}")
+            raise ConfigError(f"this dataset has no {name} split; it has: {', '.join(have)}")
         return data
 
 

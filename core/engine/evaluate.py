@@ -10,6 +10,7 @@ from typing import Any
 
 import torch  # evaluates torch models; only runs import this module
 
+from ..errors import ConfigError
 from .metrics import Metric
 from .strategy import Strategy
 from .tasks import Task
@@ -54,8 +55,15 @@ def evaluate_run(run_dir: str | Path, *, dataset: str | None = None, split: str 
                  batch_size: int | None = None, device: str = "auto") -> dict[str, Any]:
     """Evaluate a finished run's model on a split of its dataset (or of ``dataset``).
 
-    The result is also appended to ``RUN_DIR/evaluations.jsonl``.
+    The result is also appended to ``RUN_DIR/evaluations.jsonl``, next to a report under
+    ``RUN_DIR/reports/``; when either cannot be written (a read-only or full disk), the metrics are
+    still returned, with a ``warnings`` list saying what was not written.
+
+    :param batch_size: samples per batch, at least 1 (default: the run's batch size).
+    :raises ConfigError: for a batch size below 1.
     """
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size} (leave it out for the run's batch size)")
     from .assembly import assemble_saved, load_saved
     from .data import make_loader
     from .run import autocast
@@ -72,10 +80,18 @@ def evaluate_run(run_dir: str | Path, *, dataset: str | None = None, split: str 
     # a report that plots predictions (forecasts) also takes the model and the split, when it asks for them
     context = {"model": parts.model, "dataset": data.split(split), "device": strategy.device}
     accepted = inspect.signature(task.write_report).parameters
-    files = task.write_report(results, data.info, saved.path / "reports" / f"{split}-{entry.name}",
-                              **{k: v for k, v in context.items() if k in accepted})
+    warnings: list[str] = []
+    report_dir = saved.path / "reports" / f"{split}-{entry.name}"
+    try:
+        files = task.write_report(results, data.info, report_dir, **{k: v for k, v in context.items() if k in accepted})
+    except OSError as exc:  # a read-only or full disk must not cost the metrics just computed
+        files = []
+        warnings.append(f"the report was not written to {report_dir}: {exc.strerror or exc}")
     record = {"split": split, "dataset": entry.qualified_name, "time": time.time(), **results,
               "report": [str(f) for f in files]}
-    with open(saved.path / "evaluations.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
-    return record
+    try:
+        with open(saved.path / "evaluations.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as exc:
+        warnings.append(f"the result was not recorded in {saved.path / 'evaluations.jsonl'}: {exc.strerror or exc}")
+    return {**record, "warnings": warnings} if warnings else record

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import torch  # runs a torch model; only prediction imports this module
 
+from ..errors import ConfigError, ModelFileError, storage_error
 from .assembly import load_saved
 from .strategy import resolve_device
 
@@ -19,8 +21,14 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     """Predict for every input in ``input_path``; write JSON lines (``.jsonl``), a JSON array
     (``.json``), CSV (``.csv``) or Parquet (``.parquet``, flat rows such as forecasts).
 
+    :param batch_size: inputs per forward pass, at least 1.
     :return: the number of predictions written.
+    :raises ConfigError: for a batch size below 1.
+    :raises DataError: for inputs the model cannot take (the task's ``load_inputs`` names the file
+        and the field or row).
     """
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     dev = resolve_device(device)
     saved = load_saved(run_dir, device=dev)
     task, model = saved.task, saved.load_model()
@@ -32,7 +40,15 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
         for row in task.format_predictions(task.predict(model, batch), info):
             row["index"] += start
             rows.append(row)
-    out = Path(output_path)
+    _check_finite(rows, saved.path)
+    try:
+        _write(rows, Path(output_path))
+    except OSError as exc:
+        raise (storage_error(exc, output_path) or exc) from exc
+    return len(rows)
+
+
+def _write(rows: list[dict[str, Any]], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
         with open(out, "w", newline="") as f:
@@ -48,7 +64,23 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
         out.write_text(json.dumps(rows, indent=1) + "\n")
     else:
         out.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return len(rows)
+
+
+def _check_finite(rows: list[dict[str, Any]], run_dir: Path) -> None:
+    """Refuse to write NaN or infinite predictions (inputs are checked, so the model made them)."""
+    def finite(value: Any) -> bool:
+        if isinstance(value, float):
+            return math.isfinite(value)
+        if isinstance(value, dict):
+            return all(finite(v) for v in value.values())
+        if isinstance(value, list):
+            return all(finite(v) for v in value)
+        return True
+
+    for row in rows:
+        if not finite(row):
+            raise ModelFileError(f"the model of {run_dir} predicts non-finite values for input {row['index']}; its "
+                                 "weights are likely NaN or infinite (see the run's loss): train it again")
 
 
 def _length(inputs: Any) -> int:

@@ -94,21 +94,48 @@ def _check_parallel(registry: Any, arch: Entry, strategy: Entry) -> Entry:
 def architecture_kwargs(entry: Entry, suggested: dict[str, Any], explicit: dict[str, Any]) -> dict[str, Any]:
     """Factory arguments for an architecture: what the task derives from the dataset
     (``num_classes``, ``in_chans``, ``img_size``, ...) as far as the factory accepts it, under the
-    entry's defaults, then the user's explicit options, which always pass (and fail loudly)."""
-    factory = entry.load()
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):  # builtins and C callables: pass everything
+    entry's defaults, then the user's explicit options, which always pass (and fail loudly).
+
+    :raises ConfigError: for an explicit option the factory does not take.
+    """
+    accepted_names = check_options(entry, explicit, "model")
+    if accepted_names is None:  # takes **kwargs, or has no signature: pass everything
         return {**suggested, **explicit}
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        accepted = dict(suggested)
-    else:
-        names = {p.name for p in params}
-        accepted = {k: v for k, v in suggested.items() if k in names}
+    accepted = {k: v for k, v in suggested.items() if k in accepted_names}
     return {**accepted, **explicit}
 
 
+def check_options(entry: Entry, options: dict[str, Any], table: str) -> set[str] | None:
+    """The keyword arguments ``entry``'s factory takes (``None`` when it takes any), after checking
+    that it takes every key of ``options``.
+
+    :param table: the config table the options come from (``model``, ``data``), for the remedy.
+    :raises ConfigError: naming the unknown keys and the accepted ones; the factory's own
+        ``TypeError`` would not say which ``--set`` was wrong.
+    """
+    try:
+        params = inspect.signature(entry.load()).parameters.values()
+    except (TypeError, ValueError):  # builtins and C callables: nothing to check against
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        shown = ", ".join(sorted(names)) or "none"
+        raise ConfigError(
+            f"{singular_kind(entry)} {entry.name!r} has no option {', '.join(map(repr, unknown))}; it takes: "
+            f"{shown} (--set {table}.NAME=VALUE; `bestiary info {entry.qualified_name}` describes them)"
+        )
+    return names
+
+
+def singular_kind(entry: Entry) -> str:
+    return {"architectures": "architecture", "datasets": "dataset"}.get(entry.kind, entry.kind)
+
+
 def build_data(entry: Entry, options: dict[str, Any]) -> Data:
+    check_options(entry, options, "data")
     data = entry.build(**options)
     if not isinstance(data, Data):
         raise TypeError(

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
+
 if TYPE_CHECKING:
     from ..host import PluginHost
     from .config import RunConfig
@@ -40,5 +42,5 @@ def start_run(config: RunConfig | None = None, *, resume: str | Path | None = No
     if resume is not None:
         return Trainer(resume=resume, host=host, quiet=quiet).run()
     if config is None:
-        raise ValueError("give a config or a run directory to resume")
+        raise ConfigError("give a config or a run directory to resume")
     return Trainer(config, host=host, quiet=quiet).run()

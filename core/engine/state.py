@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch  # RNG states are torch tensors; only runs import this module
 
+from ..errors import CheckpointError
+
 
 @dataclass
 class TrainState:
@@ -52,7 +54,7 @@ class TrainState:
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(state) - known)
         if unknown:
-            raise ValueError(f"unknown training state keys {unknown}; this checkpoint was not written by bestiary")
+            raise CheckpointError(f"unknown training state keys {unknown}; this checkpoint was not written by bestiary")
         for key, value in state.items():
             setattr(self, key, dict(value) if key == "last_eval" else value)
 

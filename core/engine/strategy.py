@@ -14,6 +14,7 @@ from typing import Any
 
 import torch  # strategies place models on devices; only runs import this module
 
+from ..errors import ConfigError, UserError
 from . import checkpoint as ckpt
 from .data import make_loader
 from .topology import Topology
@@ -25,7 +26,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device; use --device cpu")
+        raise UserError(f"device {name!r} asked for, but torch sees no CUDA device; use --device cpu")
     return device
 
 
@@ -44,7 +45,7 @@ class Strategy:
 
     def __init__(self, **options: Any) -> None:
         if options:
-            raise ValueError(f"strategy {self.name!r} takes no options, got {sorted(options)}")
+            raise ConfigError(f"strategy {self.name!r} takes no options, got {sorted(options)}")
         self.device = torch.device("cpu")
 
     # -- lifecycle ----------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch  # task adapters compute losses; only runs import this module
 
+from ..errors import ConfigError
+
 if TYPE_CHECKING:
     from .data import Data
 
@@ -122,7 +124,7 @@ def split_samples(batch: Any, n: int, size: int | None = None) -> list[Any]:
     if size is None:
         size = _first_dim(batch)
     if not 1 <= n <= max(size, 1):
-        raise ValueError(f"cannot cut a batch of {size} samples into {n} micro-batches; "
+        raise ConfigError(f"cannot cut a batch of {size} samples into {n} micro-batches; "
                          f"choose between 1 and {size} (strategy_options.n_microbatches)")
     bounds = sample_bounds(size, n)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -42,9 +44,9 @@ class Topology:
         for name in ("world_size", "dp_size", "tp_size", "pp_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"topology {name}={value!r} must be a whole number of at least 1")
+                raise ConfigError(f"topology {name}={value!r} must be a whole number of at least 1")
         if self.dp_size * self.tp_size * self.pp_size != self.world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"topology dp {self.dp_size} x tp {self.tp_size} x pp {self.pp_size} = "
                 f"{self.dp_size * self.tp_size * self.pp_size} processes, but the run has {self.world_size}; "
                 "start as many processes as the degrees multiply to (--nproc-per-node) or change the "
@@ -52,7 +54,7 @@ class Topology:
         for name, size in (("rank", self.world_size), ("dp_rank", self.dp_size), ("local_rank", self.world_size)):
             value = getattr(self, name)
             if not isinstance(value, int) or not 0 <= value < size:
-                raise ValueError(f"topology {name}={value!r} is outside 0..{size - 1}; "
+                raise ConfigError(f"topology {name}={value!r} is outside 0..{size - 1}; "
                                  "it comes from the launcher's RANK/LOCAL_RANK, so start the run with torchrun")
 
     @property

@@ -10,7 +10,6 @@ restarted worker finds the run there and continues from its last checkpoint.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import tempfile
@@ -72,13 +71,42 @@ def toml_value(value: Any) -> str:
             return "inf" if value > 0 else "-inf"
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)  # JSON string escapes are valid TOML basic-string escapes
+        return toml_string(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        items = ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items() if v is not None)
+        items = ", ".join(f"{toml_string(str(k))} = {toml_value(v)}" for k, v in value.items() if v is not None)
         return "{" + items + "}"
     raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) to a TOML config file")
+
+
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string, in ASCII: every other character as a ``\\uXXXX`` or
+    ``\\UXXXXXXXX`` escape (the TOML spec's; JSON's surrogate pairs are invalid TOML), so the file
+    reads back the same whatever encoding wrote it.
+
+    :raises ConfigError: for a lone surrogate (undecodable bytes from the command line), which no
+        TOML file can hold.
+    """
+    out = ['"']
+    for char in text:
+        code = ord(char)
+        if char in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[char])
+        elif 0x20 <= code < 0x7F:
+            out.append(char)
+        elif 0xD800 <= code <= 0xDFFF:
+            raise ConfigError(f"the config value {text!r} holds a character that is not valid Unicode "
+                              f"(U+{code:04X}, from undecodable bytes); write it in UTF-8")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04X}")
+        else:
+            out.append(f"\\U{code:08X}")
+    out.append('"')
+    return "".join(out)
 
 
 def to_toml(cfg: RunConfig) -> str:
@@ -158,9 +186,10 @@ def launch_run(cfg: RunConfig, launch: Launch, *, resume: str | None = None, qui
 
     with tempfile.TemporaryDirectory(prefix="bestiary-launch-") as tmp:
         config_file = Path(tmp) / "config.toml"
-        config_file.write_text(to_toml(cfg))
+        config_file.write_text(to_toml(cfg), encoding="utf-8")
         if RunConfig.load(config_file) != cfg:
-            raise ConfigError("the config does not survive a round trip through TOML; report this as a bug")
+            raise ConfigError("the config does not survive a round trip through TOML; report this as a bug "
+                              "(`bestiary --debug ...` shows where)")
         args = get_args_parser().parse_args(torchrun_args(launch, config_file, run_id))
         saved = {k: os.environ.get(k) for k in ("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "OMP_NUM_THREADS")}
         os.environ.update(worker_env(cfg, launch))

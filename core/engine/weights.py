@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch  # loads tensors into a model; only runs import this module
 
+from ..errors import ModelFileError
+
 log = logging.getLogger("bestiary")
 _NESTED = ("state_dict", "model", "model_state_dict", "module", "state_dict_ema")
 
@@ -25,13 +27,13 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise ValueError(f"{path} is not a checkpoint of plain tensors that can be read safely ({exc})") from exc
+            raise ModelFileError(f"{path} is not a checkpoint of plain tensors that can be read safely ({exc})") from exc
     for key in _NESTED:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
             break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} holds no state dict of tensors")
+        raise ModelFileError(f"{path} holds no state dict of tensors")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -45,7 +47,7 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not usable:
-        raise ValueError(f"no tensor in {path} matches the model by name and shape; is it for this architecture?")
+        raise ModelFileError(f"no tensor in {path} matches the model by name and shape; is it for this architecture?")
     skipped = sorted(k for k in state if k in own and k not in usable)
     fresh = sorted(k for k in own if k not in usable)
     model.load_state_dict(usable, strict=False)

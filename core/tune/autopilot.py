@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..engine.torchrun import toml_string
 from ..errors import ConfigError
 from ..host import PluginHost, get_host
 from ..registry import Entry
@@ -321,7 +322,7 @@ def _candidate(trial: Any, metric: str, sign: float, complete: list[Any], out: P
     target.parent.mkdir(parents=True, exist_ok=True)
     header = (f"# {entry.qualified_name} on {config['dataset']}: {metric} {row[metric]:.6g} "
               f"(trial {trial.number}, {row['status']})\n# rerun: bestiary train --config {target}\n")
-    target.write_text(header + to_toml(config))
+    target.write_text(header + to_toml(config), encoding="utf-8")
     row["config"] = str(target)
     return row
 
@@ -343,7 +344,8 @@ def to_toml(values: dict[str, Any]) -> str:
 
 
 def _key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+    bare = key.replace("_", "").replace("-", "")
+    return key if bare.isascii() and bare.isalnum() else toml_string(key)
 
 
 def _value(value: Any) -> str:
@@ -354,7 +356,7 @@ def _value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
-        return json.dumps(value)
+        return toml_string(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     if isinstance(value, dict):

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import StorageError
+
 log = logging.getLogger("bestiary")
 
 OWNER = "bestiary:owner"
@@ -40,6 +42,7 @@ def open_storage(storage: str | Path | None, default: str | Path) -> Any:
     :param storage: ``sqlite:///study.db`` (or another SQLAlchemy URL), ``journal:PATH`` or a plain
         path (a journal file), or ``None`` for ``default``.
     :param default: the journal file used when ``storage`` is ``None``.
+    :raises StorageError: a database that cannot be opened (damaged, locked, unreachable).
     """
     # optuna is imported only by tuning code
     import optuna
@@ -50,7 +53,15 @@ def open_storage(storage: str | Path | None, default: str | Path) -> Any:
         if target.startswith("sqlite"):
             # a long busy timeout: trials of several tuners write at the same moments
             kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-        return optuna.storages.RDBStorage(target, **kwargs)
+        from sqlalchemy.exc import SQLAlchemyError  # optuna's database storage runs on SQLAlchemy
+
+        try:
+            return optuna.storages.RDBStorage(target, **kwargs)
+        except SQLAlchemyError as exc:
+            cause = getattr(exc, "orig", None) or exc
+            raise StorageError(f"the tuning storage {target} cannot be opened ({type(cause).__name__}: "
+                               f"{str(cause).splitlines()[0]}); pass another --storage, or move the file away if it "
+                               "is damaged (a new one is created)") from exc
     path = Path(target.removeprefix("journal:"))
     path.parent.mkdir(parents=True, exist_ok=True)
     from optuna.storages.journal import JournalFileBackend

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ..hookspecs import hookimpl
 from ..host import PluginHost
 
@@ -196,7 +197,7 @@ def run_trial(trial: Any, config: Any, objectives: list[Objective], *, host: Plu
             continue
         final = summary.get("final", {})
         if o.name not in final:
-            raise ValueError(f"run {rd.path} reported no {o.name!r} on its validation split (it has: "
+            raise ConfigError(f"run {rd.path} reported no {o.name!r} on its validation split (it has: "
                              f"{', '.join(final) or 'no validation split'}); pick a dataset with a validation split")
         values.append(float(final[o.name]))
     return Outcome("complete", values, summary, rd.path, extra)

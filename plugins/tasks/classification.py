@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from bestiary.extend import Metric, Task
+from bestiary.extend import ConfigError, DataError, Metric, Task
 
 
 class ImageClassification(Task):
@@ -36,7 +36,7 @@ class ImageClassification(Task):
         class probabilities ``[B, C]`` (mixup), cut the same way."""
         images, labels = batch[0], batch[1]
         if not 1 <= n <= images.shape[0]:
-            raise ValueError(f"cannot cut a batch of {images.shape[0]} images into {n} micro-batches; "
+            raise ConfigError(f"cannot cut a batch of {images.shape[0]} images into {n} micro-batches; "
                              f"choose between 1 and {images.shape[0]} (strategy_options.n_microbatches)")
         return list(zip(images.tensor_split(n), labels.tensor_split(n)))
 
@@ -80,15 +80,18 @@ class ImageClassification(Task):
             arr = np.load(p, allow_pickle=False)
             if isinstance(arr, np.lib.npyio.NpzFile):
                 arr = arr[arr.files[0]]
-            x = torch.as_tensor(arr, dtype=torch.float32)
+            x = torch.as_tensor(_real_finite(arr, path), dtype=torch.float32)
             if x.dim() == 3:
                 x = x.unsqueeze(1)
             if x.dim() != 4:
-                raise ValueError(f"{path}: expected an array of shape [N, C, H, W] or [N, H, W], got {list(x.shape)}")
+                raise DataError(f"{path}: expected an array of shape [N, C, H, W] or [N, H, W], got {list(x.shape)}")
+            if len(shape) == 3 and x.shape[1] != shape[0]:
+                raise DataError(f"{path}: the model takes {shape[0]} channel(s) per image, the array has {x.shape[1]} "
+                                f"(shape {list(x.shape)}); give images of shape [N, {shape[0]}, H, W]")
             return x
         files = sorted(f for f in (p.iterdir() if p.is_dir() else [p]) if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
         if not files:
-            raise ValueError(f"{path}: no .npy/.npz array and no image files (.png, .jpg, .bmp) found")
+            raise DataError(f"{path}: no .npy/.npz array and no image files (.png, .jpg, .bmp) found")
         from PIL import Image
 
         c, h, w = shape if len(shape) == 3 else (3, 224, 224)
@@ -101,6 +104,21 @@ class ImageClassification(Task):
         if "mean" in info and "std" in info:  # the dataset's normalisation, recorded in its info
             x = (x - torch.tensor(info["mean"]).view(1, -1, 1, 1)) / torch.tensor(info["std"]).view(1, -1, 1, 1)
         return x
+
+
+def _real_finite(arr: Any, path: str) -> Any:
+    """``arr`` when it holds real, finite numbers; a :class:`DataError` naming the file and the first
+    offending element otherwise (NaN or complex inputs would give NaN or silently wrong predictions)."""
+    import numpy as np
+
+    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise DataError(f"{path}: the array holds {arr.dtype} values; give real numbers (float or int)")
+    bad = np.argwhere(~np.isfinite(arr))
+    if bad.size:
+        where = tuple(int(i) for i in bad[0])
+        raise DataError(f"{path}: element {list(where)} is {arr[where]}; every input value must be a finite number "
+                        f"({len(bad)} are not)")
+    return arr
 
 
 def per_class(matrix: list[list[float]]) -> list[dict[str, float]]:

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch  # builds a torch module; only runs import this module
 
+from bestiary.extend import ConfigError
+
 from .deepar.model import QUANTILE_LEVELS
 from .layers import left_pad, mean_scale, pinball, seasonal_mae, seasonal_naive, seasons_ahead
 
@@ -29,7 +31,7 @@ class SeasonalNaive(torch.nn.Module):
     def __init__(self, prediction_length: int, season_length: int = 1) -> None:
         super().__init__()
         if season_length < 1:
-            raise ValueError(f"season_length must be >= 1, got {season_length}")
+            raise ConfigError(f"season_length must be >= 1, got {season_length}")
         self.prediction_length, self.season_length = prediction_length, int(season_length)
         # the point needs one season of past, the spread a few seasonal differences
         self.past_length = self.season_length + max(self.season_length, 2 * prediction_length)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from bestiary.extend import Data
+from bestiary.extend import ConfigError, Data
 
 from .series import SEASON_LENGTH, Item, SeriesSet, freq_base
 from .windows import backtest_data
@@ -83,7 +83,7 @@ def synthetic_series(kind: str = "seasonal", num_series: int = 8, length: int = 
     legacy = {"h": "H", "D": "D", "W": "W", "M": "M"}  # the generators' own spellings
     base = freq_base(freq)
     if base not in legacy:
-        raise ValueError(f"synthetic series come hourly, daily, weekly or monthly: --set data.freq=h, D, W or M, not {freq!r}")
+        raise ConfigError(f"synthetic series come hourly, daily, weekly or monthly: --set data.freq=h, D, W or M, not {freq!r}")
     if kind == "seasonal":
         gen = ComplexSeasonalTimeSeries(num_series=num_series, prediction_length=prediction_length,
                                         freq_str=legacy[base],
@@ -93,7 +93,7 @@ def synthetic_series(kind: str = "seasonal", num_series: int = 8, length: int = 
     elif kind == "constant":
         gen = ConstantDataset(num_timeseries=num_series, num_steps=length, freq=freq)
     else:
-        raise ValueError(f"unknown synthetic kind {kind!r}; choose seasonal or constant (--set data.kind=NAME)")
+        raise ConfigError(f"unknown synthetic kind {kind!r}; choose seasonal or constant (--set data.kind=NAME)")
     state = np.random.get_state()
     np.random.seed(seed)  # the generators draw from numpy's global state
     try:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from bestiary.extend import Data
+from bestiary.extend import ConfigError, Data, DataError
 
 from .series import PREDICTION_LENGTH, Item, SeriesSet, freq_base, normalise_freq
 from .windows import backtest_data
@@ -37,13 +37,13 @@ def infer_freq(stamps: list[Any], path: Path) -> str:
             if f is not None:
                 found.setdefault(normalise_freq(f), str(item_id))
     if not found:
-        raise ValueError(
+        raise DataError(
             f"{path}: cannot infer the frequency (each item needs 3 or more evenly spaced timestamps); "
             "pass it with --set data.freq=D (or h, W, W-SAT, MS, QS, YS, ...); missing steps then become masked values"
         )
     if len(found) > 1:
         shown = ", ".join(f"{f} (item {i})" for f, i in found.items())
-        raise ValueError(f"{path}: items have different frequencies: {shown}; pass one with --set data.freq=...")
+        raise DataError(f"{path}: items have different frequencies: {shown}; pass one with --set data.freq=...")
     return next(iter(found))
 
 
@@ -56,19 +56,19 @@ def _on_grid(item_id: str, stamps: Any, freq: str, path: Path) -> tuple[Any, np.
     if step.size:
         k = int(step[0])
         what = "duplicated" if stamps[k + 1] == stamps[k] else "not sorted"
-        raise ValueError(
+        raise DataError(
             f"{path}: timestamps of item {item_id!r} are {what}: {stamps[k + 1]} follows {stamps[k]} "
             f"(position {k + 1} of the item); " + ("keep one row per item and timestamp" if what == "duplicated"
                                                    else "sort the rows by item and timestamp")
         )
     grid = pd.date_range(stamps[0], stamps[-1], freq=freq)
     if len(grid) == 0 or grid[0] != stamps[0]:
-        raise ValueError(f"{path}: item {item_id!r} starts at {stamps[0]}, which is not a {freq} timestamp; "
+        raise DataError(f"{path}: item {item_id!r} starts at {stamps[0]}, which is not a {freq} timestamp; "
                          "pass the frequency that matches the data with --set data.freq=...")
     positions = grid.get_indexer(stamps)
     bad = np.flatnonzero(positions < 0)
     if bad.size:
-        raise ValueError(
+        raise DataError(
             f"{path}: irregular timestamps in item {item_id!r}: {stamps[int(bad[0])]} is not on the {freq} grid "
             f"that starts at {stamps[0]}; pass the right --set data.freq=..., or resample the data to a regular grid"
         )
@@ -83,7 +83,7 @@ def read_long(path: Path, freq: str | None, *, item_column: str, timestamp_colum
     frame = read_table(path)
     missing = [c for c in (timestamp_column, target_column) if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: no column {' or '.join(map(repr, missing))} (columns: {', '.join(map(str, frame.columns))}); "
+        raise DataError(f"{path}: no column {' or '.join(map(repr, missing))} (columns: {', '.join(map(str, frame.columns))}); "
                          "name them with --set data.timestamp_column=... / target_column=...")
     if item_column not in frame.columns:
         frame[item_column] = "0"  # one series
@@ -99,6 +99,10 @@ def read_long(path: Path, freq: str | None, *, item_column: str, timestamp_colum
         length = int(positions[-1]) + 1
         target = np.full(length, np.nan, np.float32)
         target[positions] = pd.to_numeric(group[target_column], errors="coerce").to_numpy(np.float32)
+        if np.isinf(target).any():  # non-numeric cells are missing values, an infinity is an error
+            row = group.index[int(np.flatnonzero(np.isinf(target[positions]))[0])]
+            raise DataError(f"{path}: data row {row + 1}, item {str(item_id)!r}: the {target_column} is infinite; "
+                            "give a finite number, or leave the cell empty for a missing value")
         cov = np.zeros((len(covariates), length), np.float32)
         for r, name in enumerate(covariates):
             cov[r, positions] = np.nan_to_num(pd.to_numeric(group[name], errors="coerce").to_numpy(np.float32))
@@ -106,33 +110,74 @@ def read_long(path: Path, freq: str | None, *, item_column: str, timestamp_colum
     return items, freq, list(covariates)
 
 
+#: The start of a JSON lines series that gives none (``{"target": [...]}``): the Unix epoch.
+DEFAULT_START = "1970-01-01"
+
+
 def read_jsonl(path: Path, freq: str | None) -> tuple[list[Item], str, list[str]]:
-    """gluonts JSON lines: ``{"start": ..., "target": [...], "item_id": ..., "feat_dynamic_real": [[...]]}``."""
+    """gluonts JSON lines: ``{"start": ..., "target": [...], "item_id": ..., "feat_dynamic_real": [[...]]}``;
+    only ``target`` is required (``start`` defaults to :data:`DEFAULT_START`)."""
     import json
 
     import pandas as pd
 
     if not freq:
-        raise ValueError(f"{path}: JSON lines give a start, not a frequency; pass it with --set data.freq=D (or h, W, MS, ...)")
+        raise DataError(f"{path}: JSON lines give a start, not a frequency; pass it with --set data.freq=D (or h, W, MS, ...)")
     freq = normalise_freq(freq)
     items: list[Item] = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-            target = np.array([np.nan if v is None else v for v in record["target"]], dtype=np.float32)
-            start = pd.Timestamp(str(record["start"]))
+            record = json.loads(line, parse_constant=_no_constant)
+            if not isinstance(record, dict) or "target" not in record:
+                raise KeyError("target")
+            target = _numbers(record["target"], "target", 1, missing=True)
+            start = pd.Timestamp(str(record.get("start", DEFAULT_START)))
+            cov = _numbers(record.get("feat_dynamic_real", np.zeros((0, len(target)))), "feat_dynamic_real", 2)
+            cov = cov.reshape(-1, len(target))
         except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}, line {n}: not a series ({exc}); write one JSON object per line with "
-                             "'start' (a timestamp) and 'target' (a list of numbers, null where missing)") from exc
-        cov = np.asarray(record.get("feat_dynamic_real", np.zeros((0, len(target)))), np.float32)
-        items.append(Item(str(record.get("item_id", len(items))), start, target, cov.reshape(-1, len(target))))
+            raise DataError(f"{path}, line {n}: not a series ({type(exc).__name__}: {exc}); write one JSON object per "
+                            "line with 'target' (a list of finite numbers, null where missing) and optionally "
+                            "'start' (a timestamp), 'item_id' and 'feat_dynamic_real'") from exc
+        items.append(Item(str(record.get("item_id", len(items))), start, target, cov))
     counts = {it.covariates.shape[0] for it in items}
     if len(counts) > 1:
-        raise ValueError(f"{path}: items have different numbers of feat_dynamic_real rows ({sorted(counts)})")
+        raise DataError(f"{path}: items have different numbers of feat_dynamic_real rows ({sorted(counts)})")
     names = [f"feat_dynamic_real_{k}" for k in range(counts.pop() if counts else 0)]
     return items, freq, names
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows; use null for a missing value")
+
+
+def _numbers(values: Any, field: str, ndim: int, *, missing: bool = False) -> np.ndarray:
+    """``values`` (a list, or a list of lists) as float32, refusing anything but finite real numbers:
+    strings, booleans and complex values would otherwise be cast or fail deep in numpy.
+
+    :param ndim: 1 for a list, 2 for a list of lists of the same length.
+    :param missing: whether ``null`` is allowed (it becomes NaN, a missing value).
+    """
+    arr = np.asarray(values, dtype=object)
+    if arr.ndim != ndim:
+        shape = "a list of numbers" if ndim == 1 else "a list of lists of numbers, all of the target's length"
+        raise TypeError(f"{field} must be {shape}, got {json_text(values)}")
+    for index, value in np.ndenumerate(arr):
+        if value is None and missing:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise ValueError(f"{field}{list(index)} is {value!r}, not a finite number")
+    return np.array([[np.nan if v is None else v for v in row] for row in arr] if arr.ndim == 2 else
+                    [np.nan if v is None else v for v in arr], dtype=np.float32)
+
+
+def json_text(value: Any, limit: int = 60) -> str:
+    """``value`` as short JSON for a message."""
+    import json
+
+    text = json.dumps(value.tolist() if isinstance(value, np.ndarray) else value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def read_series(path: str | Path, freq: str | None = None, *, item_column: str = "item_id",
@@ -143,7 +188,7 @@ def read_series(path: str | Path, freq: str | None = None, *, item_column: str =
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file; pass your series file with --set data.path=FILE")
     if p.suffix not in SUFFIXES:
-        raise ValueError(f"{p}: unknown series file type {p.suffix!r}; use one of {', '.join(SUFFIXES)}")
+        raise DataError(f"{p}: unknown series file type {p.suffix!r}; use one of {', '.join(SUFFIXES)}")
     if p.suffix in (".jsonl", ".json"):
         return read_jsonl(p, freq)
     return read_long(p, freq, item_column=item_column, timestamp_column=timestamp_column,
@@ -162,7 +207,7 @@ def series_file(path: str | None = None, freq: str | None = None, prediction_len
     :param covariates: comma-separated covariate columns (default: every other numeric column; ``""``: none).
     """
     if not path:
-        raise ValueError("series_file needs your file: --set data.path=sales.csv (long CSV/Parquet or gluonts JSON lines)")
+        raise ConfigError("series_file needs your file: --set data.path=sales.csv (long CSV/Parquet or gluonts JSON lines)")
     names = [c for c in covariates.split(",") if c] if isinstance(covariates, str) else covariates
     items, freq, cov_names = read_series(path, freq, item_column=item_column, timestamp_column=timestamp_column,
                                          target_column=target_column, covariates=names)

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch  # turns model outputs into rows; only prediction and evaluation import this module
 
+from bestiary.extend import DataError
+
 from .metrics import quantile
 from .series import SeriesSet
 from .windows import _Prepared
@@ -50,7 +52,7 @@ def load_history(path: str, info: Mapping[str, Any]) -> dict[str, Any]:
     covariates = list(info.get("covariates") or [])
     items, freq, names = read_series(path, freq or None, covariates=covariates or [])
     if names != covariates:
-        raise ValueError(f"{path}: the model was trained with covariates {covariates}, the file gives {names}")
+        raise DataError(f"{path}: the model was trained with covariates {covariates}, the file gives {names}")
     series = SeriesSet(items, freq, h, info.get("context_length"), names, info.get("season_length"))
     prepared = _Prepared(series)
     past = int(info.get("past_length") or info.get("context_length") or 2 * h)
@@ -61,7 +63,7 @@ def load_history(path: str, info: Mapping[str, Any]) -> dict[str, Any]:
             seen = np.flatnonzero(np.isfinite(item.target))
             t = int(seen[-1]) + 1 if seen.size else 0
             if len(item.target) - t < h:
-                raise ValueError(
+                raise DataError(
                     f"{path}: item {item.item_id!r} needs the covariates' values for the {h} steps to forecast: "
                     f"add {h} rows after its last target, with the target empty"
                 )

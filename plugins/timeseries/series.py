@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np  # series are numpy arrays; only dataset builders import this module
 
+from bestiary.extend import ConfigError, DataError
+
 #: Season length of the seasonal naive forecast, by the base of a pandas frequency: the cycle a
 #: forecaster would repeat (a year of weeks, a week of days, a day of hours).
 SEASON_LENGTH = {"min": 60, "h": 24, "D": 7, "B": 5, "W": 52, "M": 12, "Q": 4, "Y": 1}
@@ -41,7 +43,7 @@ def normalise_freq(freq: str) -> str:
     try:
         return str(to_offset(freq).freqstr)
     except (ValueError, TypeError) as exc:
-        raise ValueError(
+        raise ConfigError(
             f"unknown frequency {freq!r}: use a pandas frequency such as h, D, W, W-SAT, MS, ME, QS, QE, YS"
         ) from exc
 
@@ -105,9 +107,9 @@ class SeriesSet:
     def __post_init__(self) -> None:
         self.freq = normalise_freq(self.freq)
         if not self.items:
-            raise ValueError("no series: the data holds no item with values")
+            raise DataError("no series: the data holds no item with values")
         if not isinstance(self.prediction_length, int) or self.prediction_length < 1:
-            raise ValueError(f"prediction_length must be a positive int, got {self.prediction_length!r}")
+            raise ConfigError(f"prediction_length must be a positive int, got {self.prediction_length!r}")
         if self.context_length is None:
             self.context_length = 2 * self.prediction_length
         if self.season_length is None:

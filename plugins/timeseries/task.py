@@ -20,7 +20,7 @@ from typing import Any
 
 import torch  # task adapters compute losses; only runs import this module
 
-from bestiary.extend import Data, Task, sample_bounds
+from bestiary.extend import ConfigError, Data, Task, sample_bounds
 
 #: Keys of the dataset info that architecture factories may take.
 MODEL_KWARGS = ("prediction_length", "context_length", "freq", "num_time_features", "season_length")
@@ -48,7 +48,7 @@ class Forecasting(Task):
 
         horizon = getattr(model, "prediction_length", None)
         if isinstance(horizon, int) and horizon != data.info.get("prediction_length", horizon):
-            raise ValueError(
+            raise ConfigError(
                 f"the model forecasts {horizon} steps but the dataset's windows have {data.info['prediction_length']}; "
                 f"use data with prediction_length={horizon} (--set data.prediction_length={horizon})"
             )
@@ -71,7 +71,7 @@ class Forecasting(Task):
         (quantile ``levels``) go to each part unchanged."""
         size = self.batch_size(batch)
         if not 1 <= n <= size:
-            raise ValueError(f"cannot cut a batch of {size} windows into {n} micro-batches; "
+            raise ConfigError(f"cannot cut a batch of {size} windows into {n} micro-batches; "
                              f"choose between 1 and {size} (strategy_options.n_microbatches)")
         bounds = sample_bounds(size, n)
         parts: list[dict[str, Any]] = [{} for _ in range(n)]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch  # windows are torch datasets; only runs import this module
 
-from bestiary.extend import Data
+from bestiary.extend import ConfigError, Data, DataError
 
 from .series import Item, SeriesSet, seasonal_error, seasonality
 
@@ -84,7 +84,7 @@ class TrainWindows(torch.utils.data.IterableDataset):
         h = prepared.series.prediction_length
         self.points = np.array([max(0, len(t) - h + 1) for t in prepared.target], dtype=np.int64)
         if self.points.sum() == 0:
-            raise ValueError(
+            raise DataError(
                 f"no training window: every series is shorter than prediction_length={h} once the "
                 "backtest windows are held out; lower prediction_length, test_windows or val_windows"
             )
@@ -162,7 +162,7 @@ def backtest_data(series: SeriesSet, *, test_windows: int = 1, val_windows: int 
     """
     h = series.prediction_length
     if test_windows < 1 or val_windows < 0:
-        raise ValueError(f"test_windows must be >= 1 and val_windows >= 0, got {test_windows} and {val_windows}")
+        raise ConfigError(f"test_windows must be >= 1 and val_windows >= 0, got {test_windows} and {val_windows}")
     held = (test_windows + val_windows) * h
     test = [(i, len(it.target) - k * h) for i, it in enumerate(series.items) for k in range(test_windows, 0, -1)
             if len(it.target) - k * h > 0]

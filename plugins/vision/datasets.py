@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from bestiary.extend import Data
+from bestiary.extend import ConfigError, Data, DataError
 
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, MixupCollate, RandomShift, folder_transform, small_transform
 
@@ -50,6 +50,14 @@ def _stratified(labels: np.ndarray, fractions: tuple[float, float], seed: int) -
 # -- digits -----------------------------------------------------------------------------------
 
 
+def _whole(dataset: str, **values: object) -> None:
+    """Refuse sizes and counts below 1 here, with the option to fix, instead of a torch error later."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{dataset}: data.{name} must be a whole number of at least 1, got {value!r}; "
+                              f"set it with --set data.{name}=N")
+
+
 def digits(img_size: int = 32, augment: bool = True, shift: int = 2, mixup: float = 0.0, cutmix: float = 0.0) -> Data:
     """The 8x8 handwritten digits scikit-learn ships (1,797 grey images, 10 classes).
 
@@ -58,6 +66,7 @@ def digits(img_size: int = 32, augment: bool = True, shift: int = 2, mixup: floa
     (bilinear) and normalised with the training mean and standard deviation. Training images are
     shifted by up to ``shift`` pixels (at 32x32) when ``augment``; digits are never flipped.
     """
+    _whole("digits", img_size=img_size)
     from sklearn.datasets import load_digits
 
     raw = load_digits()
@@ -93,14 +102,14 @@ def _scan(root: Path, classes: list[str] | None = None) -> tuple[list[tuple[Path
     if classes is None:
         classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise ValueError(f"{root} has no class folders: put the images of each class in a subfolder named after it")
+        raise DataError(f"{root} has no class folders: put the images of each class in a subfolder named after it")
     items = []
     for label, name in enumerate(classes):
         folder = root / name
         if folder.is_dir():
             items += [(f, label) for f in sorted(folder.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not items:
-        raise ValueError(f"{root} holds no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
+        raise DataError(f"{root} holds no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
     return items, classes
 
 
@@ -119,11 +128,12 @@ def image_folder(path: str | None = None, img_size: int = 224, val_fraction: flo
     With ``train/`` and ``val/`` (or ``validation/``, and optionally ``test/``) subfolders those are
     the splits; otherwise one class tree is split, stratified by class and fixed by ``seed``.
     """
+    _whole("image_folder", img_size=img_size)
     if not path:
-        raise ValueError("image_folder needs the folder of images: --set data.path=/path/to/images")
+        raise ConfigError("image_folder needs the folder of images: --set data.path=/path/to/images")
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise ValueError(f"image_folder: {root} is not a folder")
+        raise ConfigError(f"image_folder: {root} is not a folder")
     split_dirs = {name: root / name for name in ("train", "val", "validation", "test") if (root / name).is_dir()}
     if "train" in split_dirs:
         train_items, classes = _scan(split_dirs["train"])
@@ -134,7 +144,7 @@ def image_folder(path: str | None = None, img_size: int = 224, val_fraction: flo
         items, classes = _scan(root)
         labels = np.array([label for _, label in items])
         if min(np.bincount(labels)) < 3:
-            raise ValueError(f"{root}: every class needs at least 3 images to be split into train/validation/test")
+            raise DataError(f"{root}: every class needs at least 3 images to be split into train/validation/test")
         train, val, test = _stratified(labels, (val_fraction, test_fraction), seed)
         train_items, val_items, test_items = ([items[i] for i in idx] for idx in (train, val, test))
     train_t = folder_transform(img_size, training=True, augment=augment, hflip=hflip, randaugment=randaugment)
@@ -175,7 +185,7 @@ def _find_cifar(root: Path) -> Path:
     for folder in (root, *sorted(p for p in root.iterdir() if p.is_dir())):
         if any((folder / m).is_file() for m in markers):
             return folder
-    raise ValueError(
+    raise DataError(
         f"no CIFAR files under {root}: expected the python batches (data_batch_1..5 and test_batch, or train and "
         "test for CIFAR-100) or the binary ones (data_batch_1.bin.., test_batch.bin, or train.bin and test.bin)"
     )
@@ -229,11 +239,12 @@ def cifar_files(path: str | None = None, img_size: int = 32, val_fraction: float
     """CIFAR-10 or CIFAR-100 from the files at ``path`` (``--set data.path=DIR``), python or binary
     format. The last ``val_fraction`` of the training files is the validation split; the test
     batch is the test split."""
+    _whole("cifar_files", img_size=img_size)
     if not path:
-        raise ValueError("cifar_files needs the folder of the CIFAR batch files: --set data.path=/path/to/cifar-10-batches-py")
+        raise ConfigError("cifar_files needs the folder of the CIFAR batch files: --set data.path=/path/to/cifar-10-batches-py")
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise ValueError(f"cifar_files: {root} is not a folder")
+        raise ConfigError(f"cifar_files: {root} is not a folder")
     train_x, train_y, test_x, test_y, classes = _read_cifar(_find_cifar(root))
     n_val = round(len(train_x) * val_fraction)
     cut = len(train_x) - n_val
@@ -283,6 +294,7 @@ def synthetic_images(n: int = 1024, num_classes: int = 10, img_size: int = 32, c
                      noise: float = 1.0) -> Data:
     """``n`` deterministic images (80 % train, 10 % validation, 10 % test) of ``num_classes``
     classes; ``noise`` sets how hard they are to tell apart."""
+    _whole("synthetic_images", n=n, num_classes=num_classes, img_size=img_size, channels=channels)
     shape = (channels, img_size, img_size)
     a, b = int(n * 0.8), int(n * 0.9)
     make = lambda r: SyntheticImages(r, num_classes, shape, seed, noise)  # noqa: E731

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch  # metrics accumulate tensors; only runs import this module
 
-from bestiary.extend import Metric
+from bestiary.extend import ConfigError, Metric
 
 ECE_BINS = 15
 
@@ -66,7 +66,7 @@ class TopKAccuracy(Metric):
     def __init__(self, k: int | None = None) -> None:
         if k is not None:
             if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-                raise ValueError(f"k must be a positive integer, got {k!r}")
+                raise ConfigError(f"k must be a positive integer, got {k!r}")
             self.k = k
         super().__init__()
 
@@ -98,7 +98,7 @@ class _PerClass(Metric):
     def __init__(self, num_classes: int | None = None) -> None:
         if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
                                         or num_classes < 1):
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+            raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
         self.num_classes = num_classes
         self.size = 0 if num_classes is None else self.size_for(num_classes)
         super().__init__()

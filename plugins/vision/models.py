@@ -10,6 +10,8 @@ from typing import Any
 
 import torch  # builds models; only runs and conformance checks import this module
 
+from bestiary.extend import ConfigError
+
 #: A ViT on small images keeps at least this many patches per side unless patch_size is given.
 MIN_GRID = 8
 
@@ -53,7 +55,7 @@ def create(
     import timm  # only when building
 
     if pretrained:
-        raise ValueError(
+        raise ConfigError(
             f"pretrained weights for {timm_name!r} would come from the model hub, which bestiary never "
             "downloads from; pass a local file instead: `bestiary train ... --weights PATH` "
             "(a .safetensors file or a timm/torch checkpoint)"
@@ -67,7 +69,7 @@ def create(
             kwargs["img_size"] = img_size
         kwargs["patch_size"] = patch_size or vit_patch_size(default_patch, img_size)
     elif patch_size is not None:
-        raise ValueError(f"{timm_name!r} has no patches; drop patch_size")
+        raise ConfigError(f"{timm_name!r} has no patches; drop patch_size")
     return timm.create_model(timm_name, pretrained=False, **kwargs)
 
 

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bestiary.extend import ConfigError
+
 JOB_FILE = "bestiary_job.json"
 CONFIG_FILE = "bestiary_config.toml"
 JOB_FORMAT = "bestiary-job/1"
@@ -72,7 +74,7 @@ class SageMakerEnv:
         try:
             hps = json.loads(env.get("SM_HPS") or "{}")
         except json.JSONDecodeError as exc:
-            raise ValueError(f"SM_HPS is not JSON: {exc}") from exc
+            raise ConfigError(f"SM_HPS is not JSON: {exc}") from exc
         return cls(
             base=base,
             model_dir=Path(env.get("SM_MODEL_DIR") or base / "model"),
@@ -145,7 +147,7 @@ def read_job(code_dir: Path) -> dict[str, Any]:
                                 "which uploads it next to the entry script")
     job = json.loads(path.read_text())
     if job.get("format") != JOB_FORMAT:
-        raise ValueError(f"{path} has format {job.get('format')!r}, this bestiary reads {JOB_FORMAT!r}; use the "
+        raise ConfigError(f"{path} has format {job.get('format')!r}, this bestiary reads {JOB_FORMAT!r}; use the "
                          "same bestiary version on both sides (--bestiary-source source)")
     return job
 

@@ -27,6 +27,8 @@ from bestiary.extend import (
     Job,
     Launcher,
     LaunchResult,
+    MissingDependencyError,
+    UserError,
     __version__,
     parse_duration,
     parse_pairs,
@@ -77,7 +79,7 @@ def require_sdk() -> None:
     try:
         import sagemaker.train  # noqa: F401  # the SDK takes seconds to import: only when talking to AWS
     except ImportError as exc:
-        raise ImportError(f"the sagemaker launcher needs the SageMaker Python SDK v3: {install_hint()}") from exc
+        raise MissingDependencyError(f"the sagemaker launcher needs the SageMaker Python SDK v3: {install_hint()}") from exc
 
 
 @contextmanager
@@ -92,17 +94,17 @@ def aws_errors() -> Iterator[None]:
     try:
         yield
     except (aws.NoCredentialsError, aws.PartialCredentialsError) as exc:
-        raise ConfigError(f"no usable AWS credentials ({exc}): run `aws configure`, set AWS_PROFILE, or set "
-                          "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from exc
+        raise UserError(f"no usable AWS credentials ({exc}): run `aws configure`, set AWS_PROFILE, or set "
+                        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from exc
     except aws.ClientError as exc:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", "?"), error.get("Message", str(exc))
         if code in _ACCESS_CODES:
-            raise ConfigError(f"AWS refused the request ({code}: {message}); check the credentials and their "
-                              "permissions (docs/sagemaker.md#permissions)") from exc
+            raise UserError(f"AWS refused the request ({code}: {message}); check the credentials and their "
+                            "permissions (docs/sagemaker.md#permissions)") from exc
         raise
     except aws.EndpointConnectionError as exc:
-        raise ConfigError(f"cannot reach AWS ({exc}); check the network and --region") from exc
+        raise UserError(f"cannot reach AWS ({exc}); check the network and --region") from exc
 
 
 _ACCESS_CODES = {"AccessDenied", "AccessDeniedException", "ExpiredToken", "ExpiredTokenException",

@@ -90,7 +90,7 @@ def stage(directory: Path, config: Any, job: dict[str, Any], *, source: str = "s
     (directory / ENTRY_SCRIPT).write_text(_ENTRY)
     (directory / JOB_FILE).write_text(json.dumps({"format": JOB_FORMAT, **job}, indent=2) + "\n")
     if config is not None:
-        (directory / CONFIG_FILE).write_text(to_toml(config))
+        (directory / CONFIG_FILE).write_text(to_toml(config), encoding="utf-8")
     reqs: list[str] = []
     if source == "source":
         _copy_package(directory)

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch  # builds a torch network; only runs import this module
 
+from bestiary.extend import ConfigError, DataError
+
 from ..layers import left_pad
 
 # gluonts' own noise, not the user's concern: its JSON module suggests faster libraries on import,
@@ -32,7 +34,7 @@ def distribution_output(name: str) -> Any:
 
     outputs = {"student_t": StudentTOutput, "normal": NormalOutput, "negative_binomial": NegativeBinomialOutput}
     if name not in outputs:
-        raise ValueError(f"unknown distribution {name!r}; choose one of {', '.join(DISTRIBUTIONS)} "
+        raise ConfigError(f"unknown distribution {name!r}; choose one of {', '.join(DISTRIBUTIONS)} "
                          "(--set model.distribution=NAME)")
     return outputs[name]()
 
@@ -44,7 +46,7 @@ def time_features(batch: dict[str, torch.Tensor], key: str, steps: int, count: i
     if feat is None or count == 0:
         return batch["past_target"].new_zeros((b, steps, count))
     if feat.shape[-1] != count:
-        raise ValueError(f"the batch has {feat.shape[-1]} time features but the model was built for {count}; "
+        raise DataError(f"the batch has {feat.shape[-1]} time features but the model was built for {count}; "
                          "train and predict with data of the same frequency and covariates")
     return feat.float()
 

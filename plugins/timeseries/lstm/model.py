@@ -11,6 +11,8 @@ from typing import Any
 
 import torch  # builds a torch network; only runs import this module
 
+from bestiary.extend import ConfigError
+
 from ..deepar.model import QUANTILE_LEVELS, time_features
 from ..layers import left_pad, mean_scale, pinball, seasonal_naive
 
@@ -37,7 +39,7 @@ class LSTMForecaster(torch.nn.Module):
                  head: str = "quantile", freq: str | None = None) -> None:
         super().__init__()
         if head not in ("quantile", "point"):
-            raise ValueError(f"unknown head {head!r}; choose quantile or point (--set model.head=NAME)")
+            raise ConfigError(f"unknown head {head!r}; choose quantile or point (--set model.head=NAME)")
         self.prediction_length = h = prediction_length
         self.season_length = int(season_length)
         self.past_length = max(int(context_length or 2 * prediction_length), 2 * self.season_length)
