@@ -149,8 +149,10 @@ def test_the_default_rules_flag_a_loss_that_explodes(root: Path, capsys: pytest.
     by_severity = ", ".join(f"{n} {s}{'' if n == 1 else 's'}" for s, n in counts.items() if n)
     report = Path(summary["run_dir"]) / "debug" / "report.md"
     records = len((Path(summary["run_dir"]) / "debug" / "stats.jsonl").read_text().splitlines())
-    line = (f"debugger: 13 rules checked over {records} collections (4 GPU-only rules not run), "
-            f"{len(findings)} findings ({by_severity}): see {report}")
+    on_cpu = json.loads((report.parent / "info.json").read_text())["device"] == "cpu"
+    checked = f"13 rules checked over {records} collections (4 GPU-only rules not run)" if on_cpu else \
+        f"17 rules checked over {records} collections"
+    line = f"debugger: {checked}, {len(findings)} findings ({by_severity}): see {report}"
     assert err.splitlines()[-1] == line
     assert "## loss_explosion" in report.read_text()
 
