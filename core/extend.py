@@ -105,6 +105,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "class_counts": (".debug.labels", "class_counts"),
     "RuleRunner": (".debug.runner", "RuleRunner"),
     "render_debug_report": (".debug.report", "render"),
+    "debug_summary_line": (".debug.report", "summary_line"),
     "FINDINGS_FILE": (".debug.report", "FINDINGS"),
     "DEBUG_STATS_FILE": (".debug.report", "STATS"),
     "DEBUG_INFO_FILE": (".debug.report", "INFO"),
@@ -179,6 +180,7 @@ __all__ = [  # the keys of _EXPORTS, written out so that tools see the re-export
     "commit_checkpoint",
     "complete_options",
     "console",
+    "debug_summary_line",
     "find_job",
     "flatten_state",
     "fmt",
@@ -250,6 +252,7 @@ if TYPE_CHECKING:
     from .debug.report import REPORT as DEBUG_REPORT_FILE
     from .debug.report import STATS as DEBUG_STATS_FILE
     from .debug.report import render as render_debug_report
+    from .debug.report import summary_line as debug_summary_line
     from .debug.runner import RuleRunner
     from .engine.checkpoint import commit as commit_checkpoint
     from .engine.checkpoint import flatten_state, unflatten_state

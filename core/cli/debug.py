@@ -26,7 +26,7 @@ def debug_command(run_dir: str, rules: str | None, sets: tuple[str, ...], report
     Exit status 0 with or without findings; the findings are printed, one per line.
     """
     from ..debug.replay import replay, saved_settings
-    from ..debug.report import render
+    from ..debug.report import render, summary_line
     from ..engine.config import apply_set
     from ..engine.rundir import RunDir
 
@@ -39,17 +39,19 @@ def debug_command(run_dir: str, rules: str | None, sets: tuple[str, ...], report
                 raise click.UsageError(f"--set expects RULE.PARAM=VALUE, got {item!r}")
             apply_set(options, item)
     findings, ran, records = replay(run_dir, rules, options=options)
+    info = json.loads((RunDir(run_dir).path / "debug" / "info.json").read_text())
+    runnable = [r for r in ran if r.device is None or r.device == info.get("device", "cpu")]
     if as_json:
         for f in findings:
             click.echo(json.dumps(f.to_dict()))
     else:
         for f in findings:
             click.echo(f.line())
-        click.echo(f"{len(findings)} finding(s) from {len(ran)} rule(s) over {records} collection(s) in {run_dir}",
-                   err=True)
+        # the same closing line as a live run's, naming the run replayed
+        click.echo(f"{summary_line(findings, len(runnable), records, skipped=len(ran) - len(runnable), report=report_path)}"
+                   f" ({run_dir})", err=True)
     if report_path:
-        every = json.loads((RunDir(run_dir).path / "debug" / "info.json").read_text()).get("every", 0)
-        runnable = [r for r in ran if r.device is None or r.device == "cpu"]
+        every = info.get("every", 0)
         with open(report_path, "w") as out:
             out.write(render(findings, runnable, title=f"Debugger report (replayed): {run_dir}", every=every,
                              records=records, skipped=[r for r in ran if r not in runnable]))

@@ -51,3 +51,33 @@ def summary(findings: list[Finding]) -> dict[str, Any]:
     for f in findings:
         by_rule[f.rule] = by_rule.get(f.rule, 0) + 1
     return {"findings": len(findings), "by_rule": by_rule}
+
+
+def summary_line(findings: Sequence[Finding], checked: int, records: int, *, skipped: int = 0, failed: int = 0,
+                 report: str | None = None) -> str:
+    """The one line that ends a rules run on the console: what was checked and what was found.
+
+    ``debugger: 12 rules checked over 7 collections (4 GPU-only rules not run), no findings``, or
+    ``debugger: ... 2 findings (1 error, 1 warning): see RUN/debug/report.md``.
+
+    :param findings: the findings made.
+    :param checked: rules that ran to the end.
+    :param records: collection records the rules saw.
+    :param skipped: rules not run because they need another device.
+    :param failed: rules switched off after an error.
+    :param report: where the report is, named when there are findings.
+    """
+    notes = [f"{skipped} GPU-only rule{_s(skipped)} not run"] if skipped else []
+    notes += [f"{failed} rule{_s(failed)} switched off after an error"] if failed else []
+    head = f"debugger: {checked} rule{_s(checked)} checked over {records} collection{_s(records)}"
+    head += f" ({', '.join(notes)})" if notes else ""
+    if not findings:
+        return f"{head}, no findings"
+    counts = {s: sum(f.severity == s for f in findings) for s in ("error", "warning", "info")}
+    by_severity = ", ".join(f"{n} {s}{_s(n)}" for s, n in counts.items() if n)
+    see = f": see {report}" if report else ""
+    return f"{head}, {len(findings)} finding{_s(len(findings))} ({by_severity}){see}"
+
+
+def _s(n: int) -> str:
+    return "" if n == 1 else "s"

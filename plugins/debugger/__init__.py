@@ -29,6 +29,8 @@ RULES: tuple[tuple[str, Any, str, str], ...] = (
     ("poor_weight_initialization", tensors.PoorWeightInitialization, "tensors",
      "Constant weights, or weights far from the 1/sqrt(fan_in) scale at the start"),
     ("weight_update_ratio", tensors.WeightUpdateRatio, "tensors", "Updates too large or too small for the weights"),
+    ("loss_explosion", learning.LossExplosion, "learning",
+     "Training loss that jumps by orders of magnitude over its recent level, or turns NaN/Inf"),
     ("loss_not_decreasing", learning.LossNotDecreasing, "learning", "Training loss that stopped going down"),
     ("overfitting", learning.Overfitting, "learning", "Validation loss far above the training loss"),
     ("overtraining", learning.Overtraining, "learning", "Validation loss no longer improving"),

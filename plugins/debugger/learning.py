@@ -1,12 +1,65 @@
-"""Rules on the learning curve and the data: loss not decreasing, overfitting, overtraining, class imbalance."""
+"""Rules on the learning curve and the data: loss explosion, loss not decreasing, overfitting, overtraining,
+class imbalance."""
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping
 from typing import Any
 
 from bestiary.extend import Finding, Rule, fmt, names
+
+
+class LossExplosion(Rule):
+    """The training loss rises above its recent level (the median of the last ``window`` finite
+    logged losses) by more than ``factor`` times that level, or turns NaN or Inf after finite
+    values: the run is diverging, often within a few steps of the jump.
+
+    The level's magnitude is taken as at least ``min_level``, so a loss that converged near zero
+    is not flagged for a small absolute rise. Judged from the ``min_points``-th logged loss on.
+
+    :param factor: rise over the recent level, in multiples of its magnitude, counted as an explosion
+        (100: two orders of magnitude).
+    :param window: logged training losses the recent level is the median of.
+    :param min_points: logged losses needed before the rule judges (the first steps set the level).
+    :param min_level: smallest magnitude of the recent level.
+    """
+
+    severity = "error"
+
+    def __init__(self, *, factor: float = 100.0, window: int = 10, min_points: int = 3, min_level: float = 0.01,
+                 action: str = "report") -> None:
+        super().__init__(action=action)
+        self.factor, self.window, self.min_points, self.min_level = factor, window, min_points, min_level
+        self.recent: list[float] = []
+
+    def metrics(self, step: int, split: str, values: Mapping[str, float]) -> list[Finding]:
+        loss = values.get("loss")
+        if split != "train" or not isinstance(loss, (int, float)):
+            return []
+        loss = float(loss)
+        found: list[Finding] = []
+        if len(self.recent) >= self.min_points:
+            level = statistics.median(self.recent)
+            scale = max(abs(level), self.min_level)
+            if not math.isfinite(loss) or loss - level > self.factor * scale:
+                found = self._explosion(step, loss, level)
+        if math.isfinite(loss):
+            self.recent = [*self.recent, loss][-self.window:]
+        return found
+
+    def _explosion(self, step: int, loss: float, level: float) -> list[Finding]:
+        times = f"{fmt(loss / level)} times " if math.isfinite(loss) and level > 0 else ""
+        return self.finding(
+            "loss", step,
+            f"the training loss jumped to {fmt(loss)} at step {step}, {times}its recent level {fmt(level)} "
+            f"(median of the last {len(self.recent)} logged losses): training is diverging",
+            "lower the learning rate (try 10 times lower) or add warm-up steps, clip gradients (--clip-grad-norm 1.0), "
+            "check the schedule does not raise the learning rate too far, and look for bad samples (huge values, "
+            "wrong labels) in the batches around this step",
+            {"loss": loss if math.isfinite(loss) else str(loss), "recent_level": level, "factor": self.factor,
+             "window": self.window})
 
 
 class LossNotDecreasing(Rule):

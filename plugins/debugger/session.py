@@ -29,7 +29,7 @@ from bestiary.extend import DEBUG_INFO_FILE as INFO
 from bestiary.extend import DEBUG_REPORT_FILE as REPORT
 from bestiary.extend import DEBUG_STATS_FILE as STATS
 from bestiary.extend import FINDINGS_FILE as FINDINGS
-from bestiary.extend import Finding, Rule, RuleRunner, class_counts
+from bestiary.extend import Finding, Rule, RuleRunner, class_counts, debug_summary_line
 from bestiary.extend import render_debug_report as render
 
 from .collect import Collector
@@ -124,8 +124,9 @@ class Debugger:
         (self.path / REPORT).write_text(render(
             runner.findings, runner.rules, title=f"Debugger report: {self.path.name} ({status})", every=self.every,
             records=self.records, skipped=runner.skipped, errors=runner.errors, stop_reason=summary.get("stop_reason")))
-        if runner.findings:
-            _echo(f"debugger: {len(runner.findings)} finding(s); report: {self.path / REPORT}")
+        # always said, findings or not: a quiet run shows what was checked
+        _echo(debug_summary_line(runner.findings, len(runner.rules), self.records, skipped=len(runner.skipped),
+                                 failed=len(runner.errors), report=str(self.path / REPORT)))
 
     # -- findings -----------------------------------------------------------------------------------
 

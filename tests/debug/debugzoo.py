@@ -53,6 +53,19 @@ def big_tanh(num_classes: int = 3, in_chans: int = 1, width: int = 32, size: int
     return model
 
 
+def diverging_mlp(num_classes: int = 3, in_chans: int = 1, width: int = 32, size: int = 4, gain: float = 30.0):
+    """A ReLU MLP that sees its inputs ``gain`` times larger: the loss surface is so steep that plain
+    SGD at a learning rate that suits the toy MLP (0.5) overshoots further at each step once warm-up
+    has raised it, so the loss climbs by orders of magnitude after a few healthy steps."""
+    import torch
+
+    class Scale(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * gain
+
+    return torch.nn.Sequential(Scale(), _mlp(torch.nn.ReLU, 2, width, num_classes, size, in_chans))
+
+
 def blobs_variant(n: int = 240, classes: int = 3, size: int = 4, seed: int = 0, shuffle_labels: bool = False,
                   keep_class0: float = 1.0, sleep_s: float = 0.0, stall_after: int = 0, stall_s: float = 0.0,
                   noise: float = 1.0):
@@ -110,7 +123,8 @@ def blobs_variant(n: int = 240, classes: int = 3, size: int = 4, seed: int = 0, 
 def register_architectures(register):  # type: ignore[no-untyped-def]
     for name, fn, text in (("deep_sigmoid", "deep_sigmoid", "Deep sigmoid MLP (vanishing gradients)"),
                            ("dead_relu_mlp", "dead_relu", "ReLU MLP with biases of -20 (dead units)"),
-                           ("big_tanh", "big_tanh", "Tanh MLP with weights 30x too large (saturation)")):
+                           ("big_tanh", "big_tanh", "Tanh MLP with weights 30x too large (saturation)"),
+                           ("diverging_mlp", "diverging_mlp", "ReLU MLP on 30x inputs (SGD diverges: loss explosion)")):
         register(name, f"{HERE}:{fn}", task="image-classification", description=text,
                  metadata={"conformance": {"info": {"in_chans": 1, "input_size": [1, 4, 4]}}})
 

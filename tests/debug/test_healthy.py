@@ -7,7 +7,9 @@ instead of waiting for more steps than it has.
 
 from __future__ import annotations
 
+import io
 import json
+from contextlib import redirect_stderr
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,10 @@ def healthy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     config = RunConfig(arch="resnet18", dataset="digits", data={"img_size": 8}, batch_size=32, max_steps=STEPS,
                        lr=2e-3, schedule="constant", log_every=2, quiet=True, runs_root=str(tmp_path_factory.mktemp("healthy")),
                        options={"debugger": {"rules": "default", "debug_every": 4, "rule_options": SCALED}})
-    return train(config, host=host)
+    err = io.StringIO()
+    with redirect_stderr(err):  # the debugger writes to the console's stderr when the run ends
+        summary = train(config, host=host)
+    return {**summary, "stderr": err.getvalue()}
 
 
 def test_every_rule_stays_quiet(healthy: dict[str, Any]) -> None:
@@ -47,6 +52,15 @@ def test_every_rule_stays_quiet(healthy: dict[str, Any]) -> None:
     for name in ("vanishing_gradient", "dead_relu", "loss_not_decreasing", "dataloader_bottleneck", "class_imbalance"):
         assert f"| {name} | report |" in report
     assert "| exploding_tensor | stop | max_abs=100000000.0 | 0 |" in report
+    assert "| loss_explosion | report | factor=100.0, window=10, min_points=3, min_level=0.01 | 0 |" in report
+    # a clean run says what was checked
+    assert healthy["stderr"].splitlines()[-1] == f"debugger: {_checked(run_dir)}, no findings"
+
+
+def _checked(run_dir: str | Path) -> str:
+    """What the closing line says was checked: the GPU-only rules do not run on a CPU."""
+    on_cpu = json.loads((Path(run_dir) / "debug" / "info.json").read_text())["device"] == "cpu"
+    return "13 rules checked over 7 collections" + (" (4 GPU-only rules not run)" if on_cpu else "")
 
 
 def test_statistics_cover_every_layer(healthy: dict[str, Any]) -> None:
@@ -73,7 +87,7 @@ def test_statistics_cover_every_layer(healthy: dict[str, Any]) -> None:
 def test_replay_agrees_with_the_live_run_and_takes_other_parameters(healthy: dict[str, Any]) -> None:
     run_dir = healthy["run_dir"]
     findings, ran, records = replay(run_dir)
-    assert findings == [] and records == 7 and len(ran) == 16
+    assert findings == [] and records == 7 and len(ran) == 17
     strict, _, _ = replay(run_dir, "weight_update_ratio", options={"weight_update_ratio": {"high": 1e-6}})
     assert strict and {f.rule for f in strict} == {"weight_update_ratio"}
     assert any("fc.weight" in f.evidence["layers"] for f in strict) and strict[0].step == 8  # 3rd collection
@@ -83,7 +97,7 @@ def test_debug_command(healthy: dict[str, Any], tmp_path: Path) -> None:
     run_dir = healthy["run_dir"]
     result = CliRunner().invoke(main, ["debug", run_dir])
     assert result.exit_code == 0, result.output
-    assert "0 finding(s) from 16 rule(s) over 7 collection(s)" in result.output
+    assert f"debugger: {_checked(run_dir)}, no findings ({run_dir})" in result.output
     report = tmp_path / "report.md"
     result = CliRunner().invoke(main, ["debug", run_dir, "--rules", "weight_update_ratio", "--json",
                                        "--set", "weight_update_ratio.high=1e-6", "--report", str(report)])

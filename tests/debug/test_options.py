@@ -179,4 +179,4 @@ def test_a_run_saved_in_the_old_shape_resumes_and_replays_with_its_rules(tmp_pat
     to_old_shape(run_dir)
     result = cli("debug", str(run_dir), "--set", "dead_relu.patience=1")
     assert result.exit_code == 0, result.output
-    assert "from 2 rule(s) over 5 collection(s)" in result.output
+    assert "debugger: 2 rules checked over 5 collections, 2 findings (2 warnings)" in result.output

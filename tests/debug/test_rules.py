@@ -17,6 +17,7 @@ import pytest
 
 import bestiary
 from bestiary.debug import Finding, read_findings, select_rules
+from bestiary.debug.findings import fmt
 from bestiary.errors import ConfigError
 from bestiary.registry import UnknownEntryError
 
@@ -125,6 +126,51 @@ def test_findings_reach_tensorboard(exploding: tuple[dict[str, Any], list[Findin
     text = events.Tensors("debugger/exploding_tensor/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "Suggestion: lower the learning rate" in text
     assert [e.value for e in events.Scalars("debugger/findings")][-1] == len(findings)
+
+
+def test_the_default_rules_flag_a_loss_that_explodes(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # healthy first steps, then warm-up raises SGD's learning rate past what the steep model bears
+    summary, findings = train(root, arch="diverging_mlp", optimizer="sgd", lr=0.2, warmup_steps=6,
+                              schedule="constant", max_steps=20, rules="default")
+    err = capsys.readouterr().err
+    boom = next(f for f in findings if f.rule == "loss_explosion")
+    assert boom.severity == "error" and boom.action == "report"
+    level, loss = boom.evidence["recent_level"], boom.evidence["loss"]
+    assert 1 < level < 100 and 1e3 * level < loss < 1e8  # finite, and under exploding_tensor's max_abs
+    assert f"the training loss jumped to {fmt(loss)} at step {boom.step}" in boom.message
+    assert "learning rate" in boom.suggestion
+    # flagged before the loss overflowed, at the step it jumped
+    metrics = [json.loads(line) for line in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    losses = {m["step"]: m["loss"] for m in metrics if m.get("split") == "train"}
+    assert losses[boom.step] == loss and all(v < 100 * level for s, v in losses.items() if s < boom.step)
+    assert boom.line() in err
+    # the run ends with one line that says what was checked and what was found, on stderr
+    counts = {s: sum(f.severity == s for f in findings) for s in ("error", "warning", "info")}
+    by_severity = ", ".join(f"{n} {s}{'' if n == 1 else 's'}" for s, n in counts.items() if n)
+    report = Path(summary["run_dir"]) / "debug" / "report.md"
+    records = len((Path(summary["run_dir"]) / "debug" / "stats.jsonl").read_text().splitlines())
+    on_cpu = json.loads((report.parent / "info.json").read_text())["device"] == "cpu"
+    checked = f"13 rules checked over {records} collections (4 GPU-only rules not run)" if on_cpu else \
+        f"17 rules checked over {records} collections"
+    line = f"debugger: {checked}, {len(findings)} findings ({by_severity}): see {report}"
+    assert err.splitlines()[-1] == line
+    assert "## loss_explosion" in report.read_text()
+
+
+def test_loss_explosion_judges_the_jump_not_the_size() -> None:
+    def feed(losses: list[float]) -> list[Finding]:
+        (rule,) = select_rules("loss_explosion", HOST)  # a fresh rule for each curve
+        return [f for step, loss in enumerate(losses, 1) for f in rule.metrics(step, "train", {"loss": loss})]
+
+    assert feed([2.3, 2.2, 2.1, 2.0, 150.0]) == []  # 75 times: a spike, not two orders of magnitude
+    (nan,) = feed([2.3, 2.2, 2.1, float("nan")])
+    assert nan.step == 4 and "jumped to NaN" in nan.message and nan.evidence["loss"] == "nan"
+    assert feed([1e-4, 1e-4, 2e-4, 0.5]) == []  # near zero, a small absolute rise is not an explosion
+    assert feed([1e-4, 1e-4, 2e-4, 5.0]) != []
+    assert feed([-3.0, -3.1, -2.9, 400.0]) != []  # losses below zero (likelihoods) too
+    assert feed([2.3, 1e6]) == []  # two logged losses set no level yet: exploding_tensor watches the first steps
+    (late,) = feed([2.3, 2.2, 2.1, 2.0, 1.9, 3e5, 3e5, 3e5])
+    assert late.step == 6  # reported once
 
 
 def test_dead_relu_fires_when_every_unit_is_off(root: Path) -> None:
@@ -263,7 +309,7 @@ def test_gpu_rules_are_not_run_on_the_cpu(vanishing: tuple[dict[str, Any], list[
 
 def test_rule_selection_actions_and_options() -> None:
     rules = select_rules("default,dead_relu:stop", HOST, {"dead_relu": {"threshold": 0.9}})
-    assert len(rules) == 16 and {r.name for r in rules} == {e.name for e in HOST.registry.table("rules")}
+    assert len(rules) == 17 and {r.name for r in rules} == {e.name for e in HOST.registry.table("rules")}
     dead = next(r for r in rules if r.name == "dead_relu")
     assert dead.action == "stop" and dead.threshold == 0.9
     assert next(r for r in rules if r.name == "exploding_tensor").action == "stop"  # its default
@@ -298,7 +344,7 @@ def test_train_command_takes_rules_and_stops_on_a_finding(root: Path) -> None:
     assert summary["status"] == "stopped" and summary["steps"] == 2
     assert summary["stop_reason"].startswith("debugger rule dead_relu: the ReLU layer(s) 2, 4 output zero")
     listed = json.loads(runner.invoke(main, ["list", "rules", "--json"]).stdout)
-    assert len(listed) == 16 and next(
+    assert len(listed) == 17 and next(
         e["defaults"] for e in listed if e["name"] == "dead_relu") == {"threshold": 0.5, "patience": 2, "action": "report"}
 
 

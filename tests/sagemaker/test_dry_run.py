@@ -120,11 +120,11 @@ def test_jobs_submit_plans_any_bestiary_command() -> None:
     runner = CliRunner()
     with toy_host():
         done = runner.invoke(main, ["jobs", "submit", "--role", ROLE, "--image", IMAGE, "--region", "us-east-1",
-                                    "--json", "--dry-run", "--", "bench", "run", "quality", "--repeats", "1"])
+                                    "--json", "--dry-run", "--", "bench", "run", "throughput-gpu", "--repeats", "1"])
         assert done.exit_code == 0, done.output
         plan = json.loads(done.output)
         assert plan["kind"] == "command" and plan["config"] is None
-        assert plan["entry"].endswith("bestiary bench run quality --repeats 1 (in the checkpoint folder)")
+        assert plan["entry"].endswith("bestiary bench run throughput-gpu --repeats 1 (in the checkpoint folder)")
         assert plan["distribution"] == {"type": "single process"}
         wrong = runner.invoke(main, ["jobs", "submit", "--role", ROLE, "--dry-run", "--", "bnech", "run"])
         assert wrong.exit_code == 2 and "Did you mean: bench" in wrong.output

@@ -52,7 +52,7 @@ def jobs_group() -> None:
     bestiary jobs show bestiary-resnet18-digits-20261126101500
     bestiary jobs logs NAME --lines 50
     bestiary jobs stop NAME
-    bestiary jobs submit --instance-type ml.g5.xlarge --role ARN -- bench run quality
+    bestiary jobs submit --instance-type ml.g5.xlarge --role ARN -- bench run throughput-gpu
     """
 
 
@@ -142,7 +142,7 @@ def submit_command(launcher: str, as_json: bool, argv: tuple[str, ...], **option
     written, and that folder becomes the job's output.
 
     \b
-    bestiary jobs submit --instance-type ml.g5.xlarge --role ARN --dry-run -- bench run quality
+    bestiary jobs submit --instance-type ml.g5.xlarge --role ARN --dry-run -- bench run throughput-gpu
     """
     import dataclasses
     import sys
