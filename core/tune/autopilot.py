@@ -314,7 +314,7 @@ def _needed(clock: PhaseClock, trials: list[Any], max_epochs: int) -> tuple[str,
 def format_duration(seconds: float, *, up: bool = True) -> str:
     """``90`` -> ``1m30s``; rounded up to 10 s below 2 minutes, else to whole minutes (``up``)."""
     step = 10 if seconds < 120 else 60
-    total = int(math.ceil(seconds / step) * step) if up else int(round(seconds))
+    total = int(math.ceil(seconds / step) * step) if up else round(seconds)
     minutes, secs = divmod(total, 60)
     return (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs or not minutes else "")
 
