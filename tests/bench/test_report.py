@@ -77,7 +77,7 @@ def test_a_table_is_ranked_by_one_metric(mixed_rows, toy_host) -> None:
     worse = _copy(mlp, "worse", "accuracy", [acc / 2], primary="loss")
     worse["metrics"]["loss"] = {"median": -1e9, "min": -1e9, "max": -1e9, "values": [-1e9]}  # the best loss
     text = leaderboard([mlp, worse], "one metric")
-    rows = [line for line in text.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    rows = [line for line in text.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
     assert rows[0].startswith("| 1 | toy_mlp |") and rows[1].startswith("| 2 | worse |"), rows
 
 
