@@ -120,7 +120,7 @@ def leaderboard(rows: list[dict[str, Any]], title: str) -> str:
             metric_cols += [m for m in r["metrics"] if m not in metric_cols and m not in ("total_s",)
                             and r["measure"] == "quality" and r["better"].get(m)]
         ranked = _ranked_metric(group)
-        header = ["#", *labels, *(_header(group, m) for m in metric_cols)]
+        header = ["#", *labels, *(_header(group, str(m)) for m in metric_cols)]
         lines += [f"## {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for i, r in enumerate(sorted(group, key=lambda r: _sort_key(r, ranked)), 1):
             values = [str(r.get(k)) for k in labels]

@@ -113,7 +113,7 @@ def step_costs(pool: list[Entry], config: Any, host: PluginHost, found: dict[str
     info = data.info
     if found is not None:
         try:
-            found["train_samples"] = len(data.train)  # type: ignore[arg-type]  # map-style datasets have a length
+            found["train_samples"] = len(data.train)  # map-style datasets have a length
         except TypeError:
             pass  # a stream without a length: no estimate before a first look
     costs = {}
