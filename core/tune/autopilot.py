@@ -65,6 +65,10 @@ REPORT_SHARE = 0.08
 #: Share of the budget that timing the candidates and their first looks may take: the rest is
 #: kept to train at least one candidate to completion.
 FIRST_LOOK_SHARE = 0.4
+#: Share of the budget that timing the candidates may take (within the first looks' share).
+TIMING_SHARE = 0.15
+#: Sort key of candidates left untimed: after the timed ones, before those that failed to run.
+UNTIMED = 1e12
 
 
 def candidates(task: str, *, include: list[str] | None = None, exclude: list[str] | None = None,
@@ -95,13 +99,18 @@ def candidates(task: str, *, include: list[str] | None = None, exclude: list[str
     return ranked[:max_candidates] if max_candidates else ranked
 
 
-def step_costs(pool: list[Entry], config: Any, host: PluginHost, found: dict[str, Any] | None = None) -> dict[str, float]:
+def step_costs(pool: list[Entry], config: Any, host: PluginHost, found: dict[str, Any] | None = None,
+               deadline: float | None = None) -> dict[str, float]:
     """Seconds of one training step (forward and backward of 8 samples shaped like the dataset's)
     per candidate, built as a run would build it: the catalogue's figures hold for the catalogue's
     input size, not for this dataset's. A candidate that fails to build costs infinity.
 
     :param found: when given, receives ``train_samples`` (the training split's size, when known),
-        for estimating an epoch before any has run."""
+        for estimating an epoch before any has run.
+    :param deadline: a ``time.time()`` after which no further candidate is timed (the first one
+        always is), counted from when the data is loaded; the untimed ones are left out of the
+        result."""
+    started = time.time()
     # measuring builds models: torch is imported here, after the cheap registry work
     import torch
 
@@ -116,8 +125,14 @@ def step_costs(pool: list[Entry], config: Any, host: PluginHost, found: dict[str
             found["train_samples"] = len(data.train)  # map-style datasets have a length
         except TypeError:
             pass  # a stream without a length: no estimate before a first look
-    costs = {}
+    costs: dict[str, float] = {}
+    if deadline is not None:  # the share counts from here: loading the data is no candidate's cost
+        deadline += time.time() - started
     for entry in pool:
+        if deadline is not None and costs and time.time() > deadline:
+            log.warning("bestiary: autopilot timed %d of %d candidates within its share of the budget; "
+                        "the others follow in the catalogue's order", len(costs), len(pool))
+            break
         try:
             model = entry.build(**architecture_kwargs(entry, task.model_kwargs(info), {}))
             batch = task.sample_batch(info, 8)
@@ -216,8 +231,12 @@ def run_autopilot(dataset: str, *, task: str = "auto", time_budget: str | float 
     base = RunConfig.from_dict({"arch": pool[0].qualified_name, "dataset": dataset, "epochs": max_epochs, **fields})
     clock.begin("timing")
     measured: dict[str, Any] = {}
-    costs = step_costs(pool, base, host, measured)
-    chosen = sorted(pool, key=lambda e: costs[e.qualified_name])[:max_candidates]
+    costs = step_costs(pool, base, host, measured, deadline=started + budget * TIMING_SHARE)
+    # timing cut short by its share: the catalogue's order for all (a partial measure would put the
+    # timed ones first whatever they cost), leaving out only those that failed to run
+    # timing cut short by its share: the timed ones by their measure, then the others in the
+    # catalogue's order, then those that failed to run
+    chosen = sorted(pool, key=lambda e: costs.get(e.qualified_name, UNTIMED))[:max_candidates]
     names = [e.qualified_name for e in chosen]
     objectives = objectives_for(base, metric, None, host)
     if len(objectives) != 1:
@@ -237,9 +256,11 @@ def run_autopilot(dataset: str, *, task: str = "auto", time_budget: str | float 
                   sampler_seed, heartbeat_s, host, configure=configure, echo=echo)
     points = {e.qualified_name: default_point(base.replace(arch=e.qualified_name), spaces[e.qualified_name], e)
               for e in chosen}
-    clock.plan(len(pool), names, max_epochs)
-    if measured.get("train_samples") and math.isfinite(costs[names[0]]):  # an epoch's guess before any ran
-        clock.epoch_guess = costs[names[0]] * measured["train_samples"] / 8
+    clock.plan(len(costs), names, max_epochs)
+    first_cost = costs.get(names[0], math.inf)
+    clock.train_samples = measured.get("train_samples")
+    if clock.train_samples and math.isfinite(first_cost):  # an epoch's guess before any ran
+        clock.epoch_guess = first_cost * clock.train_samples / 8
     clock.begin("first looks")
     if not tuner.study.get_trials(deepcopy=False):  # a new study: a first look at every candidate
         for name, point in points.items():
@@ -248,6 +269,12 @@ def run_autopilot(dataset: str, *, task: str = "auto", time_budget: str | float 
     # the first looks stop at their share, so that time is left to train one candidate in full
     tuner.optimize(len(chosen), deadline=started + budget * FIRST_LOOK_SHARE, n_jobs=n_jobs, measure=True)
     trials = tuner.study.get_trials(deepcopy=False)
+    if not tuner.interrupted and not any(t.user_attrs.get("probe") and t.state.name != "WAITING" for t in trials):
+        # timing used the first looks' share: the cheapest candidate (first in the queue) gets its
+        # look anyway, as nothing can be trained in full without one
+        tuner.optimize(sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) + 1, deadline=deadline,
+                       n_jobs=1, measure=True)
+        trials = tuner.study.get_trials(deepcopy=False)
     clock.begin("references")
     if not tuner.interrupted and not any(not t.user_attrs.get("probe") for t in trials):
         queued = _queue_references(tuner, trials, points, objectives[0].direction, deadline - time.time(), max_epochs)
@@ -294,10 +321,13 @@ def _needed(clock: PhaseClock, trials: list[Any], max_epochs: int) -> tuple[str,
         epoch = float(fastest.user_attrs["wall_time_s"])
         looked = sum(float(t.user_attrs["wall_time_s"]) for t in finished)
         what = f"one epoch of {fastest.params.get('arch')} took {epoch:.1f} s"
-    elif looks:  # no epoch finished: it takes longer than the longest try, say twice that
+    elif looks:  # no epoch finished: the training split over the speed it ran at, or twice the try
         ran = max(float(t.user_attrs["wall_time_s"]) for t in looks)
-        epoch = looked = max(2 * ran, clock.epoch_guess or 0.0)
-        what = f"no candidate finished its first epoch in {ran:.1f} s"
+        rates = [_samples_per_s(t) for t in looks]
+        speed = max((r for r in rates if r), default=None)
+        samples = clock.train_samples
+        epoch = looked = samples / speed if speed and samples else max(2 * ran, clock.epoch_guess or 0.0)
+        what = f"no candidate finished its first epoch in {ran:.1f} s (one takes about {epoch:.0f} s)"
     else:  # no time was left for a first look: the timed step, times the training split's batches of 8
         epoch = looked = clock.epoch_guess or before
         what = f"no time was left for a first look (one epoch: about {epoch:.1f} s by the timed step)"
@@ -307,8 +337,18 @@ def _needed(clock: PhaseClock, trials: list[Any], max_epochs: int) -> tuple[str,
     text = format_duration(needed)
     message = (f"no candidate was trained to completion within {format_duration(clock.budget, up=False)}: "
                f"timing took {before:.1f} s and {what}; give --time-budget {text} or more "
-               "(or fewer --max-candidates)")
+               "(or fewer --max-candidates, or --include the cheap ones)")
     return message, needed
+
+
+def _samples_per_s(trial: Any) -> float | None:
+    """Training samples per second of a trial's run, from its summary (``None``: unknown)."""
+    path = trial.user_attrs.get("run_dir")
+    try:
+        value = json.loads((Path(path) / "summary.json").read_text()).get("train_samples_per_s") if path else None
+    except (OSError, ValueError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
 def format_duration(seconds: float, *, up: bool = True) -> str:
@@ -344,6 +384,7 @@ class PhaseClock:
         self.started, self.budget, self.echo = started, budget, echo
         self.used: dict[str, float] = {}
         self.epoch_guess: float | None = None  # seconds of the cheapest candidate's epoch, from its timed step
+        self.train_samples: int | None = None  # the training split's size, when it has one
         self._phase: str | None = None
         self._since = started
 
@@ -364,7 +405,7 @@ class PhaseClock:
         b = self.budget
         short = ", ".join(n.partition(":")[2] or n for n in names)
         train = 1 - FIRST_LOOK_SHARE - REPORT_SHARE
-        rows = [("timing", "-", f"{timed} timed on one step, {len(names)} kept: {short}"),
+        rows = [("timing", f"<= {TIMING_SHARE:.0%} ({b * TIMING_SHARE:.0f} s)", f"{timed} timed on one step, {len(names)} kept: {short}"),
                 ("first looks", f"<= {FIRST_LOOK_SHARE:.0%} ({b * FIRST_LOOK_SHARE:.0f} s) with timing",
                  f"{len(names)}, one epoch each with the run defaults"),
                 ("references", f">= {train:.0%} ({b * train:.0f} s) with search",
