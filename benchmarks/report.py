@@ -32,20 +32,58 @@ def cell_text(stat: dict[str, Any]) -> str:
 
 
 def _groups(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Rows by table: quality rows per dataset (metrics differ by task), others per measure."""
+    """Rows by table: quality rows per dataset (metrics differ by task), others per measure, and
+    per dataset too when a measure's rows span several (a classifier's figures are never ranked
+    against a forecaster's)."""
+    datasets: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        if row.get("dataset"):
+            datasets[row["measure"]].add(str(row["dataset"]))
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        key = f"{row['measure']} on {row['dataset']}" if row["measure"] == "quality" else row["measure"]
+        apart = row["measure"] == "quality" or len(datasets[row["measure"]]) > 1
+        key = f"{row['measure']} on {row['dataset']}" if apart and row.get("dataset") else row["measure"]
         groups[key].append(row)
     return groups
 
 
-def _sort_key(row: dict[str, Any]) -> float:
-    primary = row.get("primary")
-    if row.get("status") != "ok" or primary not in row["metrics"]:
+def _ranked_metric(group: list[dict[str, Any]]) -> str | None:
+    """The one metric a table is ranked by: the primary metric most of its rows share (the first
+    row's on a tie). Rows whose primary differs (a cell with another target) are ranked by this one
+    too, never by their own: values of two metrics are never ranked in one order."""
+    primaries = [r["primary"] for r in group if r.get("primary")]
+    return max(dict.fromkeys(primaries), key=primaries.count) if primaries else None
+
+
+def _sort_key(row: dict[str, Any], metric: str | None) -> float:
+    if row.get("status") != "ok" or metric not in row["metrics"]:
         return math.inf
-    value = row["metrics"][primary]["median"]
-    return -value if row["better"].get(primary) == "higher" else value
+    value = row["metrics"][metric]["median"]
+    return -value if row["better"].get(metric) == "higher" else value
+
+
+def _split(group: list[dict[str, Any]], metric: str) -> str | None:
+    """Which split a metric column was measured on, for its header: quality evaluates the suite's
+    split after training (``test``), scaling reads the run's last validation; measurements of the
+    bench itself (times, throughput) have none."""
+    from .runner import is_metric
+
+    if not is_metric(metric):
+        return None
+    splits = {str(r.get("info", {}).get("split") or ("validation" if r["measure"] == "scaling" else "")) for r in group}
+    splits.discard("")
+    return " / ".join(sorted(splits)) or None
+
+
+def _header(group: list[dict[str, Any]], metric: str) -> str:
+    """``test accuracy (higher is better)``: the split, the name, the direction. The loss is each
+    model's own training objective (a likelihood for one, a quantile loss for another), so it
+    carries no direction: lower is not better across models."""
+    split = _split(group, metric)
+    name = f"{split} {metric}" if split else metric
+    if metric == "loss":
+        return f"{name} (each model's own objective, not comparable)"
+    return f"{name} {_arrow(group, metric)}".strip()
 
 
 def add_efficiency(rows: list[dict[str, Any]]) -> None:
@@ -81,14 +119,16 @@ def leaderboard(rows: list[dict[str, Any]], title: str) -> str:
         for r in group:
             metric_cols += [m for m in r["metrics"] if m not in metric_cols and m not in ("total_s",)
                             and r["measure"] == "quality" and r["better"].get(m)]
-        header = ["#", *labels, *(f"{m} {_arrow(group, m)}".strip() for m in metric_cols)]
+        ranked = _ranked_metric(group)
+        header = ["#", *labels, *(_header(group, str(m)) for m in metric_cols)]
         lines += [f"## {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for i, r in enumerate(sorted(group, key=_sort_key), 1):
+        for i, r in enumerate(sorted(group, key=lambda r: _sort_key(r, ranked)), 1):
             values = [str(r.get(k)) for k in labels]
             values += [cell_text(r["metrics"][m]) if m in r["metrics"] else "-" for m in metric_cols]
             lines.append("| " + " | ".join([str(i), *values]) + " |")
         method = group[0].get("method", {})
-        lines += ["", _method_line(method, group), ""]
+        order = f"Ranked by {_header(group, ranked)}." if ranked else "Not ranked."
+        lines += ["", order, _method_line(method, group), ""]
     errors = [r for r in rows if r["status"] != "ok"]
     if errors:
         lines += ["## errors", "", "| cell | error |", "|---|---|"]
@@ -121,7 +161,7 @@ def _method_line(method: dict[str, Any], group: list[dict[str, Any]]) -> str:
 
 
 def plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    """PNG plots of the successful rows: the primary metric with min-max whiskers per table, and
+    """PNG plots of the successful rows: the primary metric per table (see :func:`bar_figure`), and
     quality against training throughput; returns the files written."""
     import matplotlib  # plotting only when reports are written
 
@@ -135,19 +175,7 @@ def plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     for name, group in _groups(rows).items():
         slug = name.replace(" on ", "-").replace(" ", "_")
         for metric in _bar_metrics(group):
-            way = _arrow(group, metric)
-            have = sorted((r for r in group if metric in r["metrics"]),
-                          key=lambda r: -r["metrics"][metric]["median"] if "higher" in way else r["metrics"][metric]["median"])
-            labels = [_short(r) for r in have]
-            med = [r["metrics"][metric]["median"] for r in have]
-            lo = [m - r["metrics"][metric]["min"] for m, r in zip(med, have)]
-            hi = [r["metrics"][metric]["max"] - m for m, r in zip(med, have)]
-            fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(have) + 2), 4))
-            ax.bar(range(len(have)), med, yerr=[lo, hi], capsize=4, color="#4C72B0")
-            ax.set_xticks(range(len(have)), labels, rotation=30, ha="right", fontsize=8)
-            ax.set_ylabel(f"{metric} {way}".strip())
-            ax.set_title(f"{_title(group[0]['suite'], name)}\n{metric} (median, min-max)", fontsize=10)
-            fig.tight_layout()
+            fig = bar_figure(group, metric, _title(group[0]["suite"], name))
             path = out / f"{slug}-{metric}.png"
             fig.savefig(path, dpi=110)
             plt.close(fig)
@@ -173,6 +201,65 @@ def plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
             plt.close(fig)
             files.append(path)
     return files
+
+
+def bar_figure(group: list[dict[str, Any]], metric: str, title: str) -> Any:
+    """The bar plot of ``metric`` over a table's rows, best first, as a matplotlib figure.
+
+    Each bar is annotated with its median; min-max whiskers are drawn only for rows of two
+    repeats or more (one repeat has no spread to show); when the values lie close together far
+    from zero (accuracies of 0.961 and 0.967), the value axis is cut to their range, with a break
+    mark and a note saying where it starts, so that the difference shows.
+    """
+    import matplotlib  # plotting only when reports are written
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    way = _arrow(group, metric)
+    have = sorted((r for r in group if metric in r["metrics"]),
+                  key=lambda r: -r["metrics"][metric]["median"] if "higher" in way else r["metrics"][metric]["median"])
+    stats = [r["metrics"][metric] for r in have]
+    med = [st["median"] for st in stats]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(have) + 2), 4))
+    bars = ax.bar(range(len(have)), med, color="#4C72B0")
+    spread = [i for i, st in enumerate(stats) if len(st.get("values") or [st["median"]]) >= 2]
+    if spread:
+        ax.errorbar(spread, [med[i] for i in spread], fmt="none", ecolor="black", capsize=4,
+                    yerr=[[med[i] - stats[i]["min"] for i in spread], [stats[i]["max"] - med[i] for i in spread]])
+    ax.bar_label(bars, labels=[fmt(m) for m in med], fontsize=7, padding=2)
+    cut = _zoom(ax, [st["min"] for st in stats], [st["max"] for st in stats])
+    ax.set_xticks(range(len(have)), [_short(r) for r in have], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"{_split(group, metric) or ''} {metric} {way}".strip())
+    what = "median, min-max over repeats" if spread else "one repeat: no spread"
+    ax.set_title(f"{title}\n{metric} ({what})", fontsize=10)
+    if cut:
+        ax.text(0.01, 0.99, cut, transform=ax.transAxes, va="top", fontsize=8, color="#B03030")
+    fig.tight_layout()
+    return fig
+
+
+def _zoom(ax: Any, lows: list[float], highs: list[float]) -> str | None:
+    """Cut the value axis to the data when bars from zero would all look the same height: the
+    values share a sign and their range is under half their size. Returns the note to show."""
+    lo, hi = min(lows, default=0.0), max(highs, default=0.0)
+    span = hi - lo
+    if lo * hi <= 0 or span >= 0.5 * min(abs(lo), abs(hi)):
+        ax.margins(y=0.12)  # room for the values above the bars
+        return None
+    pad = max(span, 0.01 * max(abs(lo), abs(hi)))
+    if hi > 0:
+        bottom, top = lo - 0.6 * pad, hi + 0.5 * pad
+        ax.set_ylim(bottom, top)
+        edge, note = 0.0, f"value axis cut: starts at {fmt(bottom)}, not 0"
+    else:
+        bottom, top = lo - 0.5 * pad, hi + 0.6 * pad
+        ax.set_ylim(bottom, top)
+        edge, note = 1.0, f"value axis cut: ends at {fmt(top)}, not 0"
+    for dx in (0.0, 0.012):  # a break mark on the value axis, where it was cut
+        ax.plot([-0.008 + dx, 0.004 + dx], [edge - 0.015, edge + 0.015], transform=ax.transAxes, color="black",
+                clip_on=False, linewidth=1)
+    return note
 
 
 def _title(suite: str, table: str) -> str:

@@ -47,7 +47,7 @@ def autopilot_command(dataset: str, task: str, time_budget: str, metric: str | N
     # optuna and torch load only when the search runs
     from ..engine.config import apply_set
     from ..options import complete_options, declared_options
-    from ..tune.autopilot import run_autopilot
+    from ..tune.autopilot import BudgetTooSmall, run_autopilot
     from .options import plugin_sets
 
     fields: dict[str, Any] = {"seed": seed, "device": device, "runs_root": runs_root}
@@ -62,10 +62,15 @@ def autopilot_command(dataset: str, task: str, time_budget: str, metric: str | N
     options = complete_options(given, specs)
     if options:
         fields["options"] = options
-    result = run_autopilot(dataset, task=task, time_budget=time_budget, metric=metric, out=out,
-                           include=list(include), exclude=list(exclude), max_candidates=max_candidates,
-                           max_epochs=max_epochs, study=study, storage=storage, sampler_seed=seed, n_jobs=n_jobs,
-                           echo=_stderr, **fields)
+    try:
+        result = run_autopilot(dataset, task=task, time_budget=time_budget, metric=metric, out=out,
+                               include=list(include), exclude=list(exclude), max_candidates=max_candidates,
+                               max_epochs=max_epochs, study=study, storage=storage, sampler_seed=seed, n_jobs=n_jobs,
+                               echo=_stderr, **fields)
+    except BudgetTooSmall as exc:  # no model: never exit 0 as if the search had succeeded
+        if as_json:
+            click.echo(json.dumps({**exc.result, "error": str(exc), "needed_s": exc.needed_s}, indent=2, default=str))
+        raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     else:
@@ -87,7 +92,8 @@ def _print(result: dict[str, Any]) -> None:
 
     metric = result["metric"]
     out = console()
-    table = Table("arch", metric, f"test {metric}", "train s", "params", "latency ms", "trials", "config")
+    table = Table("arch", f"{metric} (validation)", f"{metric} (test)", "train s", "params", "latency ms", "trials",
+                  "config")
     for row in result["leaderboard"]:
         trials = f"{row['complete']} done, {row['pruned']} stopped" + (f", {row['failed']} failed" if row["failed"] else "")
         table.add_row(row["arch"], _fmt(row.get(metric)), _fmt(row.get(f"test_{metric}")), _fmt(row.get("train_time_s")),
@@ -95,9 +101,7 @@ def _print(result: dict[str, Any]) -> None:
     out.print(f"{result['task']}: {len(result['leaderboard'])} candidates in {result['elapsed_s']:.0f} s")
     out.print(table)
     best = result["best"]
-    if best is None:
-        out.print("no trial completed within the budget; give more --time-budget or fewer --max-epochs")
-    else:
+    if best is not None:  # run_autopilot raises BudgetTooSmall when no candidate completed
         out.print(f"best: {best['arch']} ({metric} {_fmt(best.get(metric))}, test {_fmt(best.get(f'test_{metric}'))}); "
                   f"model: {result['files']['best_model']}")
     for failure in result.get("failures", []):

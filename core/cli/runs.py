@@ -115,7 +115,8 @@ def list_command(
         )
         return
     # Bare part names: the table must stay readable; --json and `runs show` give qualified ones.
-    header = ["id", "status", "arch", "dataset", "task", "strategy", "steps", "best", "wall time", "created"]
+    # "best (validation)": the monitored metric's best validation value, not a test figure.
+    header = ["id", "status", "arch", "dataset", "task", "strategy", "steps", "best (validation)", "wall time", "created"]
     table = [
         [
             r["id"],
@@ -245,9 +246,9 @@ def compare_command(
     row("status", (run.status for run in comparison.runs))
     row("steps", (_steps(r.summary.get("steps"), r.summary.get("total_steps")) for r in comparison.runs))
     row("wall time", (_duration(r.summary.get("wall_time_s")) for r in comparison.runs))
-    row(f"best {m}", (_best_cell(b, comparison) for b in comparison.best))
+    row(f"best {m} (validation)", (_best_cell(b, comparison) for b in comparison.best))
     for name in comparison.final_names():
-        row(f"final {name}", (_cell(f.get(name)) for f in comparison.final))
+        row(f"final {name} (validation)", (_cell(f.get(name)) for f in comparison.final))
     console = make_console()
     console.print(table)
     if written:
@@ -298,7 +299,8 @@ def _best(metric: str | None, value: float | None) -> str:
 
 
 def _best_cell(best: dict[str, Any], comparison: Any) -> Any:
-    """``value @ step``, in green for the best of several runs."""
+    """``value @ step``, in green for the best of several runs when their values compare: runs of
+    one task, and for the loss one architecture (each model has its own objective)."""
     from rich.text import Text
 
     value = best.get("value")
@@ -306,8 +308,15 @@ def _best_cell(best: dict[str, Any], comparison: Any) -> Any:
         return Text("-")
     values = [b["value"] for b in comparison.best if b.get("value") is not None]
     top = (max if comparison.mode == "max" else min)(values)
-    style = "green" if len(values) > 1 and value == top else ""
+    style = "green" if len(values) > 1 and value == top and _alike(comparison) else ""
     return Text(f"{value:.6g} @ {best.get('step')}", style=style)
+
+
+def _alike(comparison: Any) -> bool:
+    """Whether the runs' values of the compared metric can be ranked against each other."""
+    tasks = {r.resolved.get("task") for r in comparison.runs}
+    archs = {r.resolved.get("arch") for r in comparison.runs}
+    return len(tasks) == 1 and (comparison.metric != "loss" or len(archs) == 1)
 
 
 def _steps(steps: int | None, total: int | None) -> str:

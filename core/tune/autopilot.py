@@ -8,13 +8,22 @@ inputs shaped like the dataset's (small images make convolutions far cheaper tha
 figures say, while a ViT keeps its token count). One optuna study chooses the architecture and its hyperparameters
 (``ARCH/lr``, ...) per trial; each candidate is tried once first with the run defaults, and
 optuna's successive-halving pruner stops weak trials after 1, 3, 9, ... epochs, so the budget goes
-to the candidates that learn. Every candidate first gets one epoch with the run defaults (the
-lowest rung). Then, best first, the candidates' defaults train in full, unpruned, as long as the
-epoch time their first look measured says they fit in 70 % of the time left (the best one may take
-90 %, with fewer epochs when even that is short): slow starters (a neural forecaster against a
-seasonal baseline) get a fair run, and they set the bar. Then the
-sampler proposes architectures and hyperparameters until the budget is spent, each trial stopped at
-1, 3, 9, ... epochs unless it ranks in the top third there. Running trials are stopped when the budget is spent.
+to the candidates that learn. The budget is cut into phases, printed as a plan at the start and
+with the time each used at the end:
+
+- timing and first looks, at most :data:`FIRST_LOOK_SHARE` of the budget: every candidate that
+  fits gets one epoch with the run defaults (the lowest rung);
+- references: best first, the candidates' defaults train in full, unpruned, as long as the epoch
+  time their first look measured says they fit in 70 % of the time left (the best one may take
+  90 %, with fewer epochs, at least one, when even that is short): slow starters (a neural
+  forecaster against a seasonal baseline) get a fair run, they set the bar, and one candidate at
+  least is trained to completion;
+- search: the sampler proposes architectures and hyperparameters until the budget is spent, each
+  trial stopped at 1, 3, 9, ... epochs unless it ranks in the top third there;
+- report: :data:`REPORT_SHARE` of the budget for test evaluations and the files.
+
+When no candidate completes within the budget, :class:`BudgetTooSmall` says how much budget the
+timing measured that it needs: autopilot never ends without a model as if it had succeeded.
 
 ::
 
@@ -54,6 +63,13 @@ FIRST_REFERENCE_SHARE = 0.9
 MIN_REFERENCE_EPOCHS = 3
 #: Share of the budget kept for evaluating the best models and writing the report.
 REPORT_SHARE = 0.08
+#: Share of the budget that timing the candidates and their first looks may take: the rest is
+#: kept to train at least one candidate to completion.
+FIRST_LOOK_SHARE = 0.4
+#: Share of the budget that timing the candidates may take (within the first looks' share).
+TIMING_SHARE = 0.15
+#: Sort key of candidates left untimed: after the timed ones, before those that failed to run.
+UNTIMED = 1e12
 
 
 def candidates(task: str, *, include: list[str] | None = None, exclude: list[str] | None = None,
@@ -84,10 +100,18 @@ def candidates(task: str, *, include: list[str] | None = None, exclude: list[str
     return ranked[:max_candidates] if max_candidates else ranked
 
 
-def step_costs(pool: list[Entry], config: Any, host: PluginHost) -> dict[str, float]:
+def step_costs(pool: list[Entry], config: Any, host: PluginHost, found: dict[str, Any] | None = None,
+               deadline: float | None = None) -> dict[str, float]:
     """Seconds of one training step (forward and backward of 8 samples shaped like the dataset's)
     per candidate, built as a run would build it: the catalogue's figures hold for the catalogue's
-    input size, not for this dataset's. A candidate that fails to build costs infinity."""
+    input size, not for this dataset's. A candidate that fails to build costs infinity.
+
+    :param found: when given, receives ``train_samples`` (the training split's size, when known),
+        for estimating an epoch before any has run.
+    :param deadline: a ``time.time()`` after which no further candidate is timed (the first one
+        always is), counted from when the data is loaded; the untimed ones are left out of the
+        result."""
+    started = time.time()
     # measuring builds models: torch is imported here, after the cheap registry work
     import torch
 
@@ -95,9 +119,21 @@ def step_costs(pool: list[Entry], config: Any, host: PluginHost) -> dict[str, fl
 
     parts = resolve(config, host)
     task = parts.task.build()
-    info = build_data(parts.dataset, config.data).info
-    costs = {}
+    data = build_data(parts.dataset, config.data)
+    info = data.info
+    if found is not None:
+        try:
+            found["train_samples"] = len(data.train)  # map-style datasets have a length
+        except TypeError:
+            pass  # a stream without a length: no estimate before a first look
+    costs: dict[str, float] = {}
+    if deadline is not None:  # the share counts from here: loading the data is no candidate's cost
+        deadline += time.time() - started
     for entry in pool:
+        if deadline is not None and costs and time.time() > deadline:
+            log.warning("bestiary: autopilot timed %d of %d candidates within its share of the budget; "
+                        "the others follow in the catalogue's order", len(costs), len(pool))
+            break
         try:
             model = entry.build(**architecture_kwargs(entry, task.model_kwargs(info), {}))
             batch = task.sample_batch(info, 8)
@@ -173,12 +209,15 @@ def run_autopilot(dataset: str, *, task: str = "auto", time_budget: str | float 
     :param host: plugin host.
     :param echo: a function called with one line per finished trial (e.g. ``print``).
     :param fields: run-config fields for every trial (``device="cpu"``, ``seed=1``).
-    :return: ``leaderboard`` (one row per candidate, best first), ``best``, ``files``.
+    :return: ``leaderboard`` (one row per candidate, best first), ``best``, ``files``, ``phases``
+        (seconds each phase used).
+    :raises BudgetTooSmall: when no candidate was trained to completion (the report is written
+        first); its message says how much budget the timing says is needed.
     """
     from ..engine.config import RunConfig
 
-    started = time.time()
-    budget = parse_duration(time_budget)
+    clock = PhaseClock(time.time(), parse_duration(time_budget), echo)
+    budget, started = clock.budget, clock.started
     host = host or get_host()
     entry = host.registry.table("datasets").get(dataset)
     if task == "auto":
@@ -191,8 +230,14 @@ def run_autopilot(dataset: str, *, task: str = "auto", time_budget: str | float 
                       host=host)
     fields.setdefault("quiet", True)
     base = RunConfig.from_dict({"arch": pool[0].qualified_name, "dataset": dataset, "epochs": max_epochs, **fields})
-    costs = step_costs(pool, base, host)
-    chosen = sorted(pool, key=lambda e: costs[e.qualified_name])[:max_candidates]
+    clock.begin("timing")
+    measured: dict[str, Any] = {}
+    costs = step_costs(pool, base, host, measured, deadline=started + budget * TIMING_SHARE)
+    # timing cut short by its share: the catalogue's order for all (a partial measure would put the
+    # timed ones first whatever they cost), leaving out only those that failed to run
+    # timing cut short by its share: the timed ones by their measure, then the others in the
+    # catalogue's order, then those that failed to run
+    chosen = sorted(pool, key=lambda e: costs.get(e.qualified_name, UNTIMED))[:max_candidates]
     names = [e.qualified_name for e in chosen]
     objectives = objectives_for(base, metric, None, host)
     if len(objectives) != 1:
@@ -212,28 +257,172 @@ def run_autopilot(dataset: str, *, task: str = "auto", time_budget: str | float 
                   sampler_seed, heartbeat_s, host, configure=configure, echo=echo)
     points = {e.qualified_name: default_point(base.replace(arch=e.qualified_name), spaces[e.qualified_name], e)
               for e in chosen}
+    clock.plan(len(costs), names, max_epochs)
+    first_cost = costs.get(names[0], math.inf)
+    clock.train_samples = measured.get("train_samples")
+    if clock.train_samples and math.isfinite(first_cost):  # an epoch's guess before any ran
+        clock.epoch_guess = first_cost * clock.train_samples / 8
+    clock.begin("first looks")
     if not tuner.study.get_trials(deepcopy=False):  # a new study: a first look at every candidate
         for name, point in points.items():
             tuner.study.enqueue_trial(_params(name, point), user_attrs={"probe": True})
     deadline = started + budget * (1 - REPORT_SHARE)
-    tuner.optimize(len(chosen), deadline=deadline, n_jobs=n_jobs, measure=True)
+    # the first looks stop at their share, so that time is left to train one candidate in full
+    tuner.optimize(len(chosen), deadline=started + budget * FIRST_LOOK_SHARE, n_jobs=n_jobs, measure=True)
     trials = tuner.study.get_trials(deepcopy=False)
+    if not tuner.interrupted and not any(t.user_attrs.get("probe") and t.state.name != "WAITING" for t in trials):
+        # timing used the first looks' share: the cheapest candidate (first in the queue) gets its
+        # look anyway, as nothing can be trained in full without one
+        tuner.optimize(sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) + 1, deadline=deadline,
+                       n_jobs=1, measure=True)
+        trials = tuner.study.get_trials(deepcopy=False)
+    clock.begin("references")
     if not tuner.interrupted and not any(not t.user_attrs.get("probe") for t in trials):
-        # the defaults of the candidates that looked best train in full while they fit in most of
-        # the time left: references that the sampled trials' rungs are measured against
-        left, spent, queued = deadline - time.time(), 0.0, 0
-        for name, seconds in _ranked(trials, objectives[0].direction):
-            share = FIRST_REFERENCE_SHARE if queued == 0 else REFERENCE_SHARE
-            epochs = min(max_epochs, int((share * left - spent) // max(seconds, 1e-3)))  # fewer when time is short
-            if epochs < min(MIN_REFERENCE_EPOCHS, max_epochs):
-                continue
-            tuner.study.enqueue_trial(_params(name, points[name]), user_attrs={"reference": True, "epochs": epochs})
-            spent, queued = spent + epochs * seconds, queued + 1
+        queued = _queue_references(tuner, trials, points, objectives[0].direction, deadline - time.time(), max_epochs)
         done = sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
         tuner.optimize(done + queued, deadline=deadline, n_jobs=n_jobs, measure=True)
+    clock.begin("search")
     if not tuner.interrupted:
         tuner.optimize(None, deadline=deadline, n_jobs=n_jobs, measure=True)
-    return _report(tuner, chosen, objectives[0], out, started)
+    clock.begin("report")
+    result = _report(tuner, chosen, objectives[0], out, started)
+    clock.begin(None)
+    result["phases"] = clock.summary()
+    if result["best"] is None and not tuner.interrupted:
+        raise BudgetTooSmall(*_needed(clock, tuner.study.get_trials(deepcopy=False), max_epochs), result)
+    return result
+
+
+def _queue_references(tuner: Tuner, trials: list[Any], points: dict[str, dict[str, Any]], direction: str,
+                      left: float, max_epochs: int) -> int:
+    """Queue the defaults of the candidates that looked best to train in full while they fit in
+    most of the ``left`` seconds: references that the sampled trials' rungs are measured against.
+    The first one trains fewer epochs, one at least, when time is short, so that one candidate is
+    trained to completion; the others need :data:`MIN_REFERENCE_EPOCHS`. Returns how many."""
+    spent, queued = 0.0, 0
+    for name, seconds in _ranked(trials, direction):
+        share = FIRST_REFERENCE_SHARE if queued == 0 else REFERENCE_SHARE
+        epochs = min(max_epochs, int((share * left - spent) // max(seconds, 1e-3)))  # fewer when time is short
+        if epochs < (1 if queued == 0 else min(MIN_REFERENCE_EPOCHS, max_epochs)):
+            continue
+        tuner.study.enqueue_trial(_params(name, points[name]), user_attrs={"reference": True, "epochs": epochs})
+        spent, queued = spent + epochs * seconds, queued + 1
+    return queued
+
+
+def _needed(clock: PhaseClock, trials: list[Any], max_epochs: int) -> tuple[str, float]:
+    """The message and the budget (seconds) that would train one candidate to completion, from
+    what this run measured: the timing, the first looks' epoch times (or, when no first look
+    finished, the time the slowest one ran without finishing)."""
+    before = clock.used.get("timing", 0.0)
+    looks = [t for t in trials if t.user_attrs.get("probe") and t.user_attrs.get("wall_time_s")]
+    finished = [t for t in looks if t.intermediate_values]
+    if finished:
+        fastest = min(finished, key=lambda t: float(t.user_attrs["wall_time_s"]))
+        epoch = float(fastest.user_attrs["wall_time_s"])
+        looked = sum(float(t.user_attrs["wall_time_s"]) for t in finished)
+        what = f"one epoch of {fastest.params.get('arch')} took {epoch:.1f} s"
+    elif looks:  # no epoch finished: the training split over the speed it ran at, or twice the try
+        ran = max(float(t.user_attrs["wall_time_s"]) for t in looks)
+        rates = [_samples_per_s(t) for t in looks]
+        speed = max((r for r in rates if r), default=None)
+        samples = clock.train_samples
+        epoch = looked = samples / speed if speed and samples else max(2 * ran, clock.epoch_guess or 0.0)
+        what = f"no candidate finished its first epoch in {ran:.1f} s (one takes about {epoch:.0f} s)"
+    else:  # no time was left for a first look: the timed step, times the training split's batches of 8
+        epoch = looked = clock.epoch_guess or before
+        what = f"no time was left for a first look (one epoch: about {epoch:.1f} s by the timed step)"
+    first = before + looked
+    train = epoch * min(MIN_REFERENCE_EPOCHS, max_epochs) / FIRST_REFERENCE_SHARE
+    needed = 1.5 * max(first / FIRST_LOOK_SHARE, (first + train) / (1 - REPORT_SHARE))  # 1.5: a loaded machine varies
+    text = format_duration(needed)
+    message = (f"no candidate was trained to completion within {format_duration(clock.budget, up=False)}: "
+               f"timing took {before:.1f} s and {what}; give --time-budget {text} or more "
+               "(or fewer --max-candidates, or --include the cheap ones)")
+    return message, needed
+
+
+def _samples_per_s(trial: Any) -> float | None:
+    """Training samples per second of a trial's run, from its summary (``None``: unknown)."""
+    path = trial.user_attrs.get("run_dir")
+    try:
+        value = json.loads((Path(path) / "summary.json").read_text()).get("train_samples_per_s") if path else None
+    except (OSError, ValueError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def format_duration(seconds: float, *, up: bool = True) -> str:
+    """``90`` -> ``1m30s``; rounded up to 10 s below 2 minutes, else to whole minutes (``up``)."""
+    step = 10 if seconds < 120 else 60
+    total = int(math.ceil(seconds / step) * step) if up else round(seconds)
+    minutes, secs = divmod(total, 60)
+    return (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs or not minutes else "")
+
+
+class BudgetTooSmall(RuntimeError):
+    """Autopilot trained no candidate to completion within its time budget.
+
+    :param message: one line with the budget it needs.
+    :param needed_s: that budget in seconds, estimated from what the timing measured.
+    :param result: the report written anyway (leaderboard without a best model).
+    """
+
+    def __init__(self, message: str, needed_s: float, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.needed_s, self.result = needed_s, result
+
+
+class PhaseClock:
+    """Autopilot's phases: the plan printed at the start, the seconds each used at the end.
+
+    :param started: ``time.time()`` at the start.
+    :param budget: the whole budget in seconds.
+    :param echo: where the lines go (the CLI: stderr); ``None``: the log.
+    """
+
+    def __init__(self, started: float, budget: float, echo: Any = None) -> None:
+        self.started, self.budget, self.echo = started, budget, echo
+        self.used: dict[str, float] = {}
+        self.epoch_guess: float | None = None  # seconds of the cheapest candidate's epoch, from its timed step
+        self.train_samples: int | None = None  # the training split's size, when it has one
+        self._phase: str | None = None
+        self._since = started
+
+    def say(self, line: str) -> None:
+        if self.echo is not None:
+            self.echo(line)
+        else:
+            log.info("bestiary: %s", line)
+
+    def begin(self, phase: str | None) -> None:
+        """End the current phase (its seconds are added up) and start ``phase`` (``None``: done)."""
+        now = time.time()
+        if self._phase is not None:
+            self.used[self._phase] = self.used.get(self._phase, 0.0) + now - self._since
+        self._phase, self._since = phase, now
+
+    def plan(self, timed: int, names: list[str], max_epochs: int) -> None:
+        b = self.budget
+        short = ", ".join(n.partition(":")[2] or n for n in names)
+        train = 1 - FIRST_LOOK_SHARE - REPORT_SHARE
+        rows = [("timing", f"<= {TIMING_SHARE:.0%} ({b * TIMING_SHARE:.0f} s)", f"{timed} timed on one step, {len(names)} kept: {short}"),
+                ("first looks", f"<= {FIRST_LOOK_SHARE:.0%} ({b * FIRST_LOOK_SHARE:.0f} s) with timing",
+                 f"{len(names)}, one epoch each with the run defaults"),
+                ("references", f">= {train:.0%} ({b * train:.0f} s) with search",
+                 f"the best first, up to {max_epochs} epochs unpruned (1 at least for the best)"),
+                ("search", "what the references leave", "sampled trials, stopped at 1, 3, 9, ... epochs"),
+                ("report", f"{REPORT_SHARE:.0%} ({b * REPORT_SHARE:.0f} s)", "test evaluation of each candidate's best")]
+        self.say(f"autopilot plan for {format_duration(b, up=False)}: phase, share of the budget, candidates")
+        for phase, share, what in rows:
+            self.say(f"  {phase:<12} {share:<30} {what}")
+
+    def summary(self) -> dict[str, float]:
+        """Seconds per phase, printed as one line."""
+        total = sum(self.used.values())
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in self.used.items())
+        self.say(f"autopilot time per phase: {parts} ({total:.0f} s of {self.budget:.0f} s)")
+        return {k: round(v, 2) for k, v in self.used.items()}
 
 
 def _report(tuner: Tuner, chosen: list[Entry], objective: Any, out: Path, started: float) -> dict[str, Any]:

@@ -76,7 +76,9 @@ class TrialMonitor:
             w.evals = sum(1 for r in RunDir(run.path).metrics() if r.get("split") == "validation")
 
     @hookimpl
-    def on_step_end(self, run: Any, step: int, metrics: dict[str, float]) -> None:
+    def on_batch_end(self, run: Any, step: int, loss: Any, stepped: bool) -> None:
+        # every batch, not every log step: on a busy machine ten steps of a large model can take
+        # minutes, and the budget must hold within one step
         w = self._get(run)
         if w is not None and w.deadline is not None and time.time() > w.deadline:
             w.out_of_time = True

@@ -497,3 +497,30 @@ def test_compare_real_runs_with_plots(trained: tuple[Path, list[dict]], tmp_path
     assert any(line.split("│")[1].strip() == "lr" for line in lines if line.count("│") > 2)
     assert any("best accuracy" in line for line in lines) and any("final loss" in line for line in lines)
     assert not any("runs_root" in line for line in lines)
+
+
+def test_list_and_compare_name_the_split_and_rank_only_alike_runs(tmp_path: Path) -> None:
+    """The best value is a validation figure (the benchmarks show test figures): the headers say
+    so. A loss is each model's own objective: no run is marked best on it across architectures."""
+    def logged(loss: float) -> list[dict]:
+        return [{"split": "validation", "step": 10, "epoch": 1, "loss": loss, "accuracy": 0.5, "time": 1.0}]
+
+    fake_run(tmp_path, "20250101-000000-toy_mlp-blobs-aaaa", best=0.5, metrics=logged(0.9))
+    fake_run(tmp_path, "20250101-000001-toy_cnn-blobs-bbbb", arch="toyzoo:toy_cnn", best=0.7, metrics=logged(0.4))
+    RunsIndex(tmp_path).rebuild()
+    listed = invoke("runs", "list", "--root", str(tmp_path))
+    assert "best (validation)" in listed.output and "accuracy 0.7" in listed.output
+    from bestiary.cli import runs as runs_cli
+    from bestiary.engine.compare import compare, load
+
+    compared = invoke("runs", "compare", "aaaa", "bbbb", "--root", str(tmp_path))
+    assert "best accuracy (validation)" in compared.output and "final loss (validation)" in compared.output
+    index = RunsIndex(tmp_path)
+
+    def green(metric: str) -> list[bool]:
+        comparison = compare(load(["aaaa", "bbbb"], index), metric)
+        assert all(b.get("value") is not None for b in comparison.best)
+        return [str(runs_cli._best_cell(b, comparison).style) == "green" for b in comparison.best]
+
+    assert green("accuracy") == [False, True]  # one task: the best of the two is marked
+    assert green("loss") == [False, False]  # two architectures' own losses: none is marked

@@ -105,3 +105,48 @@ def test_the_first_look_trains_the_entry_defaults(toy_host: bestiary.PluginHost,
     assert probe.params["wide:toy_wide/model.dropout"] == 0.25
     config = json.loads((Path(probe.user_attrs["run_dir"]) / "config.json").read_text())
     assert config["config"]["model"] == {"hidden": 24, "dropout": 0.25}
+
+
+def _plan_and_phases(stderr: str) -> None:
+    assert "autopilot plan for" in stderr
+    for phase in ("timing", "first looks", "references", "search", "report"):
+        assert f"  {phase} " in stderr, stderr
+    assert "autopilot time per phase: timing" in stderr
+
+
+@pytest.mark.slow
+def test_a_budget_too_small_for_one_epoch_fails_with_what_it_needs(tmp_path: Path) -> None:
+    """Timing and the first looks cannot use the whole budget and still end in success: without a
+    model trained to completion the command exits 1 with one line naming the budget it needs."""
+    from bestiary.tune.budget import parse_duration
+
+    out = tmp_path / "auto"
+    res = CliRunner().invoke(main, ["autopilot", "--dataset", "blobs", "--include", "toy_*", "--time-budget", "2s",
+                                    "--max-epochs", "3", "--runs-root", str(tmp_path / "runs"), "--out", str(out),
+                                    "--set", "batch_size=16", "--set", "data.n=40000"])
+    assert res.exit_code == 1, res.output
+    _plan_and_phases(res.stderr)
+    (line,) = [x for x in res.stderr.splitlines() if x.startswith("Error:")]
+    assert "no candidate was trained to completion within 2s" in line
+    needed = line.split("--time-budget ")[1].split()[0]
+    assert parse_duration(needed) > 2
+    assert not (out / "best_model").exists() and (out / "leaderboard.csv").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("budget", ["3s", "6s"])
+def test_a_tiny_budget_gives_a_model_or_exit_1(tmp_path: Path, budget: str) -> None:
+    """Whatever the machine's speed: a completed best model, or exit 1 with the budget needed."""
+    out = tmp_path / "auto"
+    res = CliRunner().invoke(main, ["autopilot", "--dataset", "blobs", "--include", "toy_*", "--time-budget", budget,
+                                    "--max-epochs", "9", "--runs-root", str(tmp_path / "runs"), "--out", str(out),
+                                    "--set", "batch_size=16", "--json"])
+    _plan_and_phases(res.stderr)
+    if res.exit_code == 0:
+        result = json.loads(res.stdout)
+        assert result["best"]["status"] == "complete"
+        assert bestiary.load_model(result["files"]["best_model"]) is not None
+        assert set(result["phases"]) == {"timing", "first looks", "references", "search", "report"}
+    else:
+        assert res.exit_code == 1, res.output
+        assert "--time-budget" in res.stderr.splitlines()[-1] and not (out / "best_model").exists()
