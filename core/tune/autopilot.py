@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.torchrun import toml_string
-from ..errors import ConfigError
+from ..errors import ConfigError, UserError
 from ..host import PluginHost, get_host
 from ..registry import Entry
 from ..registry.space import SearchSpace
@@ -360,7 +360,7 @@ def format_duration(seconds: float, *, up: bool = True) -> str:
     return (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs or not minutes else "")
 
 
-class BudgetTooSmall(RuntimeError):
+class BudgetTooSmall(UserError, RuntimeError):
     """Autopilot trained no candidate to completion within its time budget.
 
     :param message: one line with the budget it needs.
