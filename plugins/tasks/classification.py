@@ -88,6 +88,11 @@ class ImageClassification(Task):
             if len(shape) == 3 and x.shape[1] != shape[0]:
                 raise DataError(f"{path}: the model takes {shape[0]} channel(s) per image, the array has {x.shape[1]} "
                                 f"(shape {list(x.shape)}); give images of shape [N, {shape[0]}, H, W]")
+            if len(shape) == 3 and tuple(x.shape[2:]) != tuple(shape[1:]):
+                raise DataError(f"{path}: the images are {x.shape[2]}x{x.shape[3]}, the model was trained on "
+                                f"{shape[1]}x{shape[2]}; resize them as the dataset does (docs/training.md, "
+                                "'Building an input file'), or pass image files, which predict resizes")
+            _check_range(x, info, path)
             return x
         files = sorted(f for f in (p.iterdir() if p.is_dir() else [p]) if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
         if not files:
@@ -104,6 +109,25 @@ class ImageClassification(Task):
         if "mean" in info and "std" in info:  # the dataset's normalisation, recorded in its info
             x = (x - torch.tensor(info["mean"]).view(1, -1, 1, 1)) / torch.tensor(info["std"]).view(1, -1, 1, 1)
         return x
+
+
+def _check_range(x: torch.Tensor, info: Mapping[str, Any], path: str) -> None:
+    """Refuse arrays far outside the values the model was trained on. A dataset that records the
+    ``mean`` and ``std`` it normalised ``[0, 1]`` images with trained on values between
+    ``(0 - mean) / std`` and ``(1 - mean) / std``; raw pixels (0-255, or 0-16 for digits) are far
+    outside and would give confident nonsense."""
+    if "mean" not in info or "std" not in info:
+        return
+    mean, std = torch.tensor(info["mean"], dtype=torch.float64), torch.tensor(info["std"], dtype=torch.float64)
+    low, high = float(((0 - mean) / std).min()), float(((1 - mean) / std).max())
+    slack = 0.25 * (high - low)  # resizing and rounding overshoot a little
+    lo, hi = float(x.min()), float(x.max())
+    if lo < low - slack or hi > high + slack:
+        stats = ", ".join(f"{m:.4g}" for m in info["mean"]), ", ".join(f"{s:.4g}" for s in info["std"])
+        raise DataError(f"{path}: values span [{lo:.4g}, {hi:.4g}], but the model was trained on images scaled to "
+                        f"[0, 1] and normalised with mean [{stats[0]}] and std [{stats[1]}], which span "
+                        f"[{low:.3g}, {high:.3g}]; give (pixels / max_pixel - mean) / std (docs/training.md, "
+                        "'Building an input file'), or pass image files")
 
 
 def _real_finite(arr: Any, path: str) -> Any:
