@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from bestiary.extend import Data
+from bestiary.extend import ConfigError, Data
 
 from .series import PREDICTION_LENGTH, Item, SeriesSet, freq_base, normalise_freq
 from .windows import backtest_data
@@ -81,6 +81,9 @@ def read_long(path: Path, freq: str | None, *, item_column: str, timestamp_colum
     import pandas as pd
 
     frame = read_table(path)
+    if frame.empty:
+        raise ConfigError(f"{path}: no rows; write one row per item and timestamp ({item_column}, {timestamp_column}, "
+                          f"{target_column})")
     missing = [c for c in (timestamp_column, target_column) if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: no column {' or '.join(map(repr, missing))} (columns: {', '.join(map(str, frame.columns))}); "
@@ -98,12 +101,27 @@ def read_long(path: Path, freq: str | None, *, item_column: str, timestamp_colum
         start, positions = _on_grid(str(item_id), group[timestamp_column], freq, path)
         length = int(positions[-1]) + 1
         target = np.full(length, np.nan, np.float32)
-        target[positions] = pd.to_numeric(group[target_column], errors="coerce").to_numpy(np.float32)
+        target[positions] = _numbers(group[target_column], str(item_id), target_column, path)
         cov = np.zeros((len(covariates), length), np.float32)
         for r, name in enumerate(covariates):
             cov[r, positions] = np.nan_to_num(pd.to_numeric(group[name], errors="coerce").to_numpy(np.float32))
         items.append(Item(str(item_id), start, target, cov))
     return items, freq, list(covariates)
+
+
+def _numbers(column: Any, item_id: str, name: str, path: Path) -> np.ndarray:
+    """The values of a target ``column`` as floats, empty or non-numeric ones NaN; a series with no
+    number at all fails: it has nothing to learn from or to forecast."""
+    import pandas as pd
+
+    values = pd.to_numeric(column, errors="coerce").to_numpy(np.float32)
+    if not np.isfinite(values).any():
+        given = column.dropna()
+        what = (f"holds no numbers (its {len(given)} non-empty values are not numeric, e.g. {given.iloc[0]!r})"
+                if len(given) else f"is empty (all {len(column)} values missing)")
+        raise ConfigError(f"{path}: column {name!r} of item {item_id!r} {what}; give the item at least one "
+                          "number (empty cells become masked missing values), or drop its rows")
+    return values
 
 
 def read_jsonl(path: Path, freq: str | None) -> tuple[list[Item], str, list[str]]:
@@ -126,8 +144,15 @@ def read_jsonl(path: Path, freq: str | None) -> tuple[list[Item], str, list[str]
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}, line {n}: not a series ({exc}); write one JSON object per line with "
                              "'start' (a timestamp) and 'target' (a list of numbers, null where missing)") from exc
+        item_id = str(record.get("item_id", len(items)))
+        if not np.isfinite(target).any():
+            what = "is empty" if len(target) == 0 else f"holds no numbers (all {len(target)} values are null)"
+            raise ConfigError(f"{path}, line {n}: the target of item {item_id!r} {what}; a series needs numbers "
+                              "(null only where one is missing), or drop the line")
         cov = np.asarray(record.get("feat_dynamic_real", np.zeros((0, len(target)))), np.float32)
-        items.append(Item(str(record.get("item_id", len(items))), start, target, cov.reshape(-1, len(target))))
+        items.append(Item(item_id, start, target, cov.reshape(-1, len(target))))
+    if not items:
+        raise ConfigError(f"{path}: no series; write one JSON object per line with 'start' and 'target'")
     counts = {it.covariates.shape[0] for it in items}
     if len(counts) > 1:
         raise ValueError(f"{path}: items have different numbers of feat_dynamic_real rows ({sorted(counts)})")
@@ -150,6 +175,22 @@ def read_series(path: str | Path, freq: str | None = None, *, item_column: str =
                      target_column=target_column, covariates=covariates)
 
 
+def horizon(prediction_length: Any, freq: str) -> int:
+    """``prediction_length`` checked, or the default for ``freq`` when it is ``None``."""
+    default = PREDICTION_LENGTH.get(freq_base(freq), 12)
+    if prediction_length is None:
+        return default
+    try:
+        h = int(prediction_length)
+        whole = not isinstance(prediction_length, bool) and float(prediction_length) == h
+    except (TypeError, ValueError):
+        whole, h = False, 0
+    if not whole or h < 1:  # 0 must not fall back to the default as a falsy value would
+        raise ConfigError(f"data.prediction_length must be a whole number of steps >= 1, got {prediction_length!r}; "
+                          f"pass --set data.prediction_length=N, or leave it out for the default of {freq} data ({default})")
+    return h
+
+
 def series_file(path: str | None = None, freq: str | None = None, prediction_length: int | None = None,
                 context_length: int | None = None, test_windows: int = 1, val_windows: int = 1,
                 item_column: str = "item_id", timestamp_column: str = "timestamp", target_column: str = "target",
@@ -166,6 +207,6 @@ def series_file(path: str | None = None, freq: str | None = None, prediction_len
     names = [c for c in covariates.split(",") if c] if isinstance(covariates, str) else covariates
     items, freq, cov_names = read_series(path, freq, item_column=item_column, timestamp_column=timestamp_column,
                                          target_column=target_column, covariates=names)
-    h = int(prediction_length or PREDICTION_LENGTH.get(freq_base(freq), 12))
+    h = horizon(prediction_length, freq)
     series = SeriesSet(items, freq, h, context_length, cov_names, season_length)
     return backtest_data(series, test_windows=test_windows, val_windows=val_windows, seed=seed, source=str(path))

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np  # series are numpy arrays; only dataset builders import this module
 
+from bestiary.extend import ConfigError
+
 #: Season length of the seasonal naive forecast, by the base of a pandas frequency: the cycle a
 #: forecaster would repeat (a year of weeks, a week of days, a day of hours).
 SEASON_LENGTH = {"min": 60, "h": 24, "D": 7, "B": 5, "W": 52, "M": 12, "Q": 4, "Y": 1}
@@ -106,8 +108,12 @@ class SeriesSet:
         self.freq = normalise_freq(self.freq)
         if not self.items:
             raise ValueError("no series: the data holds no item with values")
-        if not isinstance(self.prediction_length, int) or self.prediction_length < 1:
-            raise ValueError(f"prediction_length must be a positive int, got {self.prediction_length!r}")
+        for name in ("prediction_length", "context_length"):
+            value = getattr(self, name)
+            if (value is not None or name == "prediction_length") and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"data.{name} must be a whole number of steps >= 1, got {value!r}; "
+                                  f"pass --set data.{name}=N" + (", or leave it out for the default" if name == "context_length" else ""))
         if self.context_length is None:
             self.context_length = 2 * self.prediction_length
         if self.season_length is None:
