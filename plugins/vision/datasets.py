@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from bestiary.extend import Data
+from bestiary.extend import ConfigError, Data
 
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, MixupCollate, RandomShift, folder_transform, small_transform
 
@@ -90,6 +90,7 @@ def digits(img_size: int = 32, augment: bool = True, shift: int = 2, mixup: floa
 
 
 def _scan(root: Path, classes: list[str] | None = None) -> tuple[list[tuple[Path, int]], list[str]]:
+    discovered = classes is None  # the training classes; a validation or test folder may hold fewer
     if classes is None:
         classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
@@ -100,7 +101,12 @@ def _scan(root: Path, classes: list[str] | None = None) -> tuple[list[tuple[Path
         if folder.is_dir():
             items += [(f, label) for f in sorted(folder.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not items:
-        raise ValueError(f"{root} holds no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
+        raise ConfigError(f"{root} holds no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
+    counts = np.bincount([label for _, label in items], minlength=len(classes))
+    found = [f"{name} ({int(n)} images)" for name, n in zip(classes, counts, strict=True) if n]
+    if discovered and len(found) < 2:
+        raise ConfigError(f"{root}: image_folder needs images of at least two classes, found {', '.join(found)}; "
+                          "a classifier of one class learns nothing: add a folder of images for each other class")
     return items, classes
 
 
