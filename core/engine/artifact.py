@@ -96,7 +96,20 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu", host: An
     verify_model(path)
     directory, meta = read_meta(path)
     entry = lookup("architectures", meta["arch"], host)
-    model = entry.build(**meta.get("model_kwargs", {}))
-    state = load_file(str(directory / "model.safetensors"), device=str(device))
-    model.load_state_dict(state)
+    try:
+        model = entry.build(**meta.get("model_kwargs", {}))
+    except TypeError as exc:  # the architecture's options changed since the model was saved
+        raise CheckpointError(f"{directory / 'model.json'}: model_kwargs do not fit {meta['arch']} ({exc}); "
+                              "load it with the plugin version that trained it") from exc
+    weights = directory / "model.safetensors"
+    try:
+        state = load_file(str(weights), device=str(device))
+    except Exception as exc:  # safetensors' own error names no file
+        raise CheckpointError(f"{weights} cannot be read ({exc}). {REMEDY}") from exc
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"{weights} does not fit {meta['arch']} ({first}); load it with the plugin version "
+                              "that trained it") from exc
     return model.to(device).eval()

@@ -21,9 +21,15 @@ SUFFIXES = (".csv", ".parquet", ".pq", ".jsonl", ".json")
 def read_table(path: Path) -> Any:
     import pandas as pd  # reading user files is pandas' job
 
-    if path.suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
+    try:
+        if path.suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except (ValueError, OSError, UnicodeDecodeError) as exc:  # pandas' and pyarrow's errors name no file
+        raise ConfigError(f"{path}: cannot read it as {path.suffix[1:].upper()} ({exc}); "
+                          "pass a long table with one row per item and timestamp") from exc
 
 
 def infer_freq(stamps: list[Any], path: Path) -> str:
@@ -93,7 +99,15 @@ def read_long(path: Path, freq: str | None, *, item_column: str, timestamp_colum
     if covariates is None:
         skip = {item_column, timestamp_column, target_column}
         covariates = [c for c in frame.columns if c not in skip and pd.api.types.is_numeric_dtype(frame[c])]
-    frame[timestamp_column] = pd.to_datetime(frame[timestamp_column])
+    absent = [c for c in covariates if c not in frame.columns]
+    if absent:
+        raise ConfigError(f"{path}: data.covariates names {', '.join(map(repr, absent))}, not a column "
+                          f"(columns: {', '.join(map(str, frame.columns))}); name columns of the file, or \"\" for none")
+    try:
+        frame[timestamp_column] = pd.to_datetime(frame[timestamp_column])
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}: column {timestamp_column!r} holds values that are not timestamps ({exc}); "
+                          "write dates such as 2024-01-31, or name the timestamp column with --set data.timestamp_column=...") from exc
     groups = [(item_id, group) for item_id, group in frame.groupby(item_column, sort=False)]
     freq = normalise_freq(freq) if freq else infer_freq([(i, g[timestamp_column]) for i, g in groups], path)
     items = []
@@ -149,13 +163,18 @@ def read_jsonl(path: Path, freq: str | None) -> tuple[list[Item], str, list[str]
             what = "is empty" if len(target) == 0 else f"holds no numbers (all {len(target)} values are null)"
             raise ConfigError(f"{path}, line {n}: the target of item {item_id!r} {what}; a series needs numbers "
                               "(null only where one is missing), or drop the line")
-        cov = np.asarray(record.get("feat_dynamic_real", np.zeros((0, len(target)))), np.float32)
-        items.append(Item(item_id, start, target, cov.reshape(-1, len(target))))
+        try:
+            cov = np.asarray(record.get("feat_dynamic_real", np.zeros((0, len(target)))), np.float32).reshape(-1, len(target))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{path}, line {n}: feat_dynamic_real of item {item_id!r} is not rows of numbers as long "
+                              f"as its target ({len(target)}): {exc}") from exc
+        items.append(Item(item_id, start, target, cov))
     if not items:
         raise ConfigError(f"{path}: no series; write one JSON object per line with 'start' and 'target'")
     counts = {it.covariates.shape[0] for it in items}
     if len(counts) > 1:
-        raise ValueError(f"{path}: items have different numbers of feat_dynamic_real rows ({sorted(counts)})")
+        raise ValueError(f"{path}: items have different numbers of feat_dynamic_real rows ({sorted(counts)}); "
+                         "give every item the same covariates")
     names = [f"feat_dynamic_real_{k}" for k in range(counts.pop() if counts else 0)]
     return items, freq, names
 

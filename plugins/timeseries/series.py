@@ -44,7 +44,7 @@ def normalise_freq(freq: str) -> str:
         return str(to_offset(freq).freqstr)
     except (ValueError, TypeError) as exc:
         raise ValueError(
-            f"unknown frequency {freq!r}: use a pandas frequency such as h, D, W, W-SAT, MS, ME, QS, QE, YS"
+            f"data.freq: unknown frequency {freq!r}; pass a pandas frequency such as h, D, W, W-SAT, MS, ME, QS, QE, YS"
         ) from exc
 
 

@@ -69,3 +69,30 @@ def test_built_in_series_refuse_a_horizon_or_context_below_one(field: str, value
     with pytest.raises(ConfigError, match=rf"^data\.{field} must be a whole number of steps >= 1, got {value}; "
                                           rf"pass --set data\.{field}=N"):
         elnino(**{field: value})
+
+
+def test_unreadable_files_and_bad_columns_name_the_file_and_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "sales.parquet"
+    bad.write_bytes(b"not parquet at all")
+    with pytest.raises(ConfigError, match=rf"^{bad}: cannot read it as PARQUET \(.*\); pass a long table"):
+        series_file(str(bad))
+    stamps = tmp_path / "stamps.csv"
+    stamps.write_text("item_id,timestamp,target\na,2024-01-01,1\na,yesterday-ish,2\n")
+    with pytest.raises(ConfigError, match=rf"^{stamps}: column 'timestamp' holds values that are not timestamps \("):
+        series_file(str(stamps))
+    path = _csv(tmp_path / "ok.csv", 1.0)
+    with pytest.raises(ConfigError, match=rf"^{path}: data\.covariates names 'price', not a column \(columns: item_id, "
+                                          r"timestamp, target\)"):
+        series_file(str(path), covariates="price")
+    with pytest.raises(ValueError, match=r"^data\.freq: unknown frequency 'fortnightly'; pass a pandas frequency"):
+        series_file(str(path), freq="fortnightly")
+    with pytest.raises(ValueError, match=r"shorter than data\.prediction_length=70 .*; lower data\.prediction_length"):
+        series_file(str(path), prediction_length=70)
+
+
+def test_json_covariates_of_the_wrong_length_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "series.jsonl"
+    path.write_text(json.dumps({"start": "2024-01-01", "target": [1.0] * 30, "feat_dynamic_real": [[1.0] * 29]}) + "\n")
+    with pytest.raises(ConfigError, match=rf"^{path}, line 1: feat_dynamic_real of item '0' is not rows of numbers "
+                                          r"as long as its target \(30\)"):
+        series_file(str(path), freq="D")

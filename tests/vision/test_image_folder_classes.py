@@ -61,3 +61,23 @@ def test_bestiary_train_on_one_class_fails_with_one_line(tmp_path: Path) -> None
     lines = done.stderr.strip().splitlines()
     assert "Traceback" not in done.stderr and lines[-1].startswith("Error: ")
     assert "image_folder needs images of at least two classes, found cats (9 images)" in lines[-1]
+
+
+def test_broken_cifar_files_and_a_missing_folder_name_the_file_and_the_field(tmp_path: Path) -> None:
+    import pickle
+
+    with pytest.raises(ValueError, match=r"is not a folder; pass the folder of class folders with --set data\.path=DIR$"):
+        bestiary.build("datasets", "image_folder", path=str(tmp_path / "nowhere"))
+    python = tmp_path / "py"
+    python.mkdir()
+    (python / "data_batch_1").write_bytes(pickle.dumps({"data": [1, 2, 3]})[:-5])  # cut short
+    (python / "test_batch").write_bytes(b"")
+    with pytest.raises(ConfigError, match=rf"^{python / 'data_batch_1'}: not a CIFAR batch file \("):
+        bestiary.build("datasets", "cifar_files", path=str(python))
+    binary = tmp_path / "bin"
+    binary.mkdir()
+    (binary / "data_batch_1.bin").write_bytes(bytes(3073 * 2 + 10))
+    (binary / "test_batch.bin").write_bytes(bytes(3073))
+    with pytest.raises(ConfigError, match=rf"^{binary / 'data_batch_1.bin'}: 6156 bytes is not a whole number of "
+                                          r"3073-byte CIFAR records; the file is truncated"):
+        bestiary.build("datasets", "cifar_files", path=str(binary))
