@@ -170,12 +170,17 @@ class _ArraysOnly(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: CIFAR batches hold only arrays and lists")
 
 
+class NotCifarError(ConfigError, pickle.UnpicklingError):
+    """A file that is not a CIFAR python batch: a configuration error that is still the
+    ``UnpicklingError`` it always was."""
+
+
 def _load_pickle(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             raw = _ArraysOnly(f, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError) as exc:  # the unpickler's error names no file
-        raise ConfigError(f"{path}: not a CIFAR batch file ({exc}); pass the files of the CIFAR python "
+        raise NotCifarError(f"{path}: not a CIFAR batch file ({exc}); pass the files of the CIFAR python "
                           "distribution unchanged") from exc
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
 
