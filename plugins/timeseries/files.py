@@ -1,7 +1,7 @@
 """User series from files: long CSV or Parquet (one row per item and timestamp) and gluonts JSON
 lines (one series per line). Timestamps are checked per item: unsorted, duplicated or off-grid
 timestamps fail with the row that breaks the rule; steps missing from the grid and empty targets
-become missing values, which are masked."""
+become missing values, which are masked, but a series without a single number fails."""
 
 from __future__ import annotations
 
