@@ -22,6 +22,7 @@ import torch  # checkpoints hold tensors; only runs import this module
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
+from .filemode import share
 
 FORMAT = "bestiary-checkpoint/1"
 FILES = ("model.safetensors", "state.safetensors", "state.json")
@@ -117,6 +118,7 @@ def commit(tmp: Path, path: Path, files: Iterable[str], fmt: str) -> Path:
     there is replaced only once the new one is complete)."""
     files = list(files)
     try:
+        share(*(tmp / n for n in files))  # weights written 0600 would lock other users out of a shared run
         manifest = {"format": fmt, "files": {n: {"bytes": (tmp / n).stat().st_size, "sha256": _digest(tmp / n)}
                                              for n in files}}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -140,35 +142,35 @@ def commit(tmp: Path, path: Path, files: Iterable[str], fmt: str) -> Path:
     return path
 
 
-def verify(path: str | Path, *, fmt: str = FORMAT, required: tuple[str, ...] = FILES) -> None:
+def verify(path: str | Path, *, fmt: str = FORMAT, required: tuple[str, ...] = FILES, what: str = "checkpoint",
+           remedy: str = "Delete the folder to resume from an earlier checkpoint.") -> None:
     """Raise :class:`CheckpointError` unless ``path`` holds a manifest of format ``fmt`` that lists
     every ``required`` file, and every file it lists matches its size and SHA-256.
 
     Strategies with their own layout (the fsdp strategy's sharded checkpoints) verify through this
-    too, with their format and files.
+    too, with their format and files; model folders too (``what`` and ``remedy`` for the message).
     """
     path = Path(path)
     try:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path} has no readable manifest ({exc}); it is incomplete or not a checkpoint") from exc
+        raise CheckpointError(f"{what} {path} has no readable manifest ({exc}); it is incomplete or not a {what}") from exc
     if manifest.get("format") != fmt:
-        raise CheckpointError(f"checkpoint {path} has format {manifest.get('format')!r}, expected {fmt!r}; "
+        raise CheckpointError(f"{what} {path} has format {manifest.get('format')!r}, expected {fmt!r}; "
                               "resume it with the strategy that wrote it")
     files = manifest.get("files", {})
     for name in required:
         if name not in files:
-            raise CheckpointError(f"checkpoint {path} lists no {name} in its manifest; it is incomplete")
+            raise CheckpointError(f"{what} {path} lists no {name} in its manifest; it is incomplete. {remedy}")
     for name, expected in files.items():
         file = path / name
         if not file.is_file():
-            raise CheckpointError(f"checkpoint {path} is missing {name}; delete the folder to resume from an earlier checkpoint")
+            raise CheckpointError(f"{what} {path} is missing {name}. {remedy}")
         size = file.stat().st_size
         if size != expected.get("bytes") or _digest(file) != expected.get("sha256"):
             raise CheckpointError(
-                f"checkpoint {path} is corrupt: {name} does not match its manifest "
-                f"({size} bytes, expected {expected.get('bytes')}); it was truncated or modified. "
-                "Delete the folder to resume from an earlier checkpoint."
+                f"{what} {path} is corrupt: {name} does not match its manifest "
+                f"({size} bytes, expected {expected.get('bytes')}); it was truncated or modified. {remedy}"
             )
 
 

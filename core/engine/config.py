@@ -151,6 +151,8 @@ class RunConfig:
                 values.update(tomllib.loads(Path(path).read_text(encoding="utf-8")))  # TOML is UTF-8 by spec
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+            except OSError as exc:  # the bare error names neither the option nor what to pass
+                raise ConfigError(f"config file {path} cannot be read ({exc.strerror}); pass a TOML file with --config") from exc
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         for item in sets:
             apply_set(values, item)

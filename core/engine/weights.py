@@ -22,7 +22,11 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state: object = load_file(str(path))
+        try:
+            state: object = load_file(str(path))
+        except Exception as exc:  # safetensors' own error names no file
+            raise ValueError(f"weights file {path} is not a readable safetensors file ({exc}); "
+                             "pass the file again, downloaded or copied completely") from exc
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -33,7 +37,8 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
             state = state[key]
             break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelFileError(f"{path} holds no state dict of tensors")
+        raise ModelFileError(f"weights file {path} holds no state dict of tensors; pass a file of a model's state_dict "
+                               "(safetensors, or a torch checkpoint with one under 'state_dict' or 'model')")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 

@@ -1,7 +1,7 @@
 """User series from files: long CSV or Parquet (one row per item and timestamp) and gluonts JSON
 lines (one series per line). Timestamps are checked per item: unsorted, duplicated or off-grid
 timestamps fail with the row that breaks the rule; steps missing from the grid and empty targets
-become missing values, which are masked."""
+become missing values, which are masked, but a series without a single number fails."""
 
 from __future__ import annotations
 
@@ -21,9 +21,15 @@ SUFFIXES = (".csv", ".parquet", ".pq", ".jsonl", ".json")
 def read_table(path: Path) -> Any:
     import pandas as pd  # reading user files is pandas' job
 
-    if path.suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
+    try:
+        if path.suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except (ValueError, OSError, UnicodeDecodeError) as exc:  # pandas' and pyarrow's errors name no file
+        raise DataError(f"{path}: cannot read it as {path.suffix[1:].upper()} ({exc}); "
+                        "pass a long table with one row per item and timestamp") from exc
 
 
 def infer_freq(stamps: list[Any], path: Path) -> str:
@@ -81,6 +87,9 @@ def read_long(path: Path, freq: str | None, *, item_column: str, timestamp_colum
     import pandas as pd
 
     frame = read_table(path)
+    if frame.empty:
+        raise DataError(f"{path}: no rows; write one row per item and timestamp ({item_column}, {timestamp_column}, "
+                          f"{target_column})")
     missing = [c for c in (timestamp_column, target_column) if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: no column {' or '.join(map(repr, missing))} (columns: {', '.join(map(str, frame.columns))}); "
@@ -90,7 +99,15 @@ def read_long(path: Path, freq: str | None, *, item_column: str, timestamp_colum
     if covariates is None:
         skip = {item_column, timestamp_column, target_column}
         covariates = [c for c in frame.columns if c not in skip and pd.api.types.is_numeric_dtype(frame[c])]
-    frame[timestamp_column] = pd.to_datetime(frame[timestamp_column])
+    absent = [c for c in covariates if c not in frame.columns]
+    if absent:
+        raise ConfigError(f"{path}: data.covariates names {', '.join(map(repr, absent))}, not a column "
+                          f"(columns: {', '.join(map(str, frame.columns))}); name columns of the file, or \"\" for none")
+    try:
+        frame[timestamp_column] = pd.to_datetime(frame[timestamp_column])
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{path}: column {timestamp_column!r} holds values that are not timestamps ({exc}); "
+                          "write dates such as 2024-01-31, or name the timestamp column with --set data.timestamp_column=...") from exc
     groups = [(item_id, group) for item_id, group in frame.groupby(item_column, sort=False)]
     freq = normalise_freq(freq) if freq else infer_freq([(i, g[timestamp_column]) for i, g in groups], path)
     items = []
@@ -98,7 +115,7 @@ def read_long(path: Path, freq: str | None, *, item_column: str, timestamp_colum
         start, positions = _on_grid(str(item_id), group[timestamp_column], freq, path)
         length = int(positions[-1]) + 1
         target = np.full(length, np.nan, np.float32)
-        target[positions] = pd.to_numeric(group[target_column], errors="coerce").to_numpy(np.float32)
+        target[positions] = _column_numbers(group[target_column], str(item_id), target_column, path)
         if np.isinf(target).any():  # non-numeric cells are missing values, an infinity is an error
             row = group.index[int(np.flatnonzero(np.isinf(target[positions]))[0])]
             raise DataError(f"{path}: data row {row + 1}, item {str(item_id)!r}: the {target_column} is infinite; "
@@ -112,6 +129,21 @@ def read_long(path: Path, freq: str | None, *, item_column: str, timestamp_colum
 
 #: The start of a JSON lines series that gives none (``{"target": [...]}``): the Unix epoch.
 DEFAULT_START = "1970-01-01"
+
+
+def _column_numbers(column: Any, item_id: str, name: str, path: Path) -> np.ndarray:
+    """The values of a target ``column`` as floats, empty or non-numeric ones NaN; a series with no
+    number at all fails: it has nothing to learn from or to forecast."""
+    import pandas as pd
+
+    values = pd.to_numeric(column, errors="coerce").to_numpy(np.float32)
+    if not np.isfinite(values).any():
+        given = column.dropna()
+        what = (f"holds no numbers (its {len(given)} non-empty values are not numeric, e.g. {given.iloc[0]!r})"
+                if len(given) else f"is empty (all {len(column)} values missing)")
+        raise DataError(f"{path}: column {name!r} of item {item_id!r} {what}; give the item at least one "
+                        "number (empty cells become masked missing values), or drop its rows")
+    return values
 
 
 def read_jsonl(path: Path, freq: str | None) -> tuple[list[Item], str, list[str]]:
@@ -140,10 +172,18 @@ def read_jsonl(path: Path, freq: str | None) -> tuple[list[Item], str, list[str]
             raise DataError(f"{path}, line {n}: not a series ({type(exc).__name__}: {exc}); write one JSON object per "
                             "line with 'target' (a list of finite numbers, null where missing) and optionally "
                             "'start' (a timestamp), 'item_id' and 'feat_dynamic_real'") from exc
-        items.append(Item(str(record.get("item_id", len(items))), start, target, cov))
+        item_id = str(record.get("item_id", len(items)))
+        if not np.isfinite(target).any():
+            what = "is empty" if len(target) == 0 else f"holds no numbers (all {len(target)} values are null)"
+            raise DataError(f"{path}, line {n}: the target of item {item_id!r} {what}; a series needs numbers "
+                            "(null only where one is missing), or drop the line")
+        items.append(Item(item_id, start, target, cov))
+    if not items:
+        raise DataError(f"{path}: no series; write one JSON object per line with 'target' (and optionally 'start')")
     counts = {it.covariates.shape[0] for it in items}
     if len(counts) > 1:
-        raise DataError(f"{path}: items have different numbers of feat_dynamic_real rows ({sorted(counts)})")
+        raise DataError(f"{path}: items have different numbers of feat_dynamic_real rows ({sorted(counts)}); "
+                        "give every item the same covariates")
     names = [f"feat_dynamic_real_{k}" for k in range(counts.pop() if counts else 0)]
     return items, freq, names
 
@@ -195,6 +235,22 @@ def read_series(path: str | Path, freq: str | None = None, *, item_column: str =
                      target_column=target_column, covariates=covariates)
 
 
+def horizon(prediction_length: Any, freq: str) -> int:
+    """``prediction_length`` checked, or the default for ``freq`` when it is ``None``."""
+    default = PREDICTION_LENGTH.get(freq_base(freq), 12)
+    if prediction_length is None:
+        return default
+    try:
+        h = int(prediction_length)
+        whole = not isinstance(prediction_length, bool) and float(prediction_length) == h
+    except (TypeError, ValueError):
+        whole, h = False, 0
+    if not whole or h < 1:  # 0 must not fall back to the default as a falsy value would
+        raise ConfigError(f"data.prediction_length must be a whole number of steps >= 1, got {prediction_length!r}; "
+                          f"pass --set data.prediction_length=N, or leave it out for the default of {freq} data ({default})")
+    return h
+
+
 def series_file(path: str | None = None, freq: str | None = None, prediction_length: int | None = None,
                 context_length: int | None = None, test_windows: int = 1, val_windows: int = 1,
                 item_column: str = "item_id", timestamp_column: str = "timestamp", target_column: str = "target",
@@ -211,6 +267,6 @@ def series_file(path: str | None = None, freq: str | None = None, prediction_len
     names = [c for c in covariates.split(",") if c] if isinstance(covariates, str) else covariates
     items, freq, cov_names = read_series(path, freq, item_column=item_column, timestamp_column=timestamp_column,
                                          target_column=target_column, covariates=names)
-    h = int(prediction_length or PREDICTION_LENGTH.get(freq_base(freq), 12))
+    h = horizon(prediction_length, freq)
     series = SeriesSet(items, freq, h, context_length, cov_names, season_length)
     return backtest_data(series, test_windows=test_windows, val_windows=val_windows, seed=seed, source=str(path))

@@ -44,7 +44,7 @@ def normalise_freq(freq: str) -> str:
         return str(to_offset(freq).freqstr)
     except (ValueError, TypeError) as exc:
         raise ConfigError(
-            f"unknown frequency {freq!r}: use a pandas frequency such as h, D, W, W-SAT, MS, ME, QS, QE, YS"
+            f"data.freq: unknown frequency {freq!r}; pass a pandas frequency such as h, D, W, W-SAT, MS, ME, QS, QE, YS"
         ) from exc
 
 
@@ -108,8 +108,12 @@ class SeriesSet:
         self.freq = normalise_freq(self.freq)
         if not self.items:
             raise DataError("no series: the data holds no item with values")
-        if not isinstance(self.prediction_length, int) or self.prediction_length < 1:
-            raise ConfigError(f"prediction_length must be a positive int, got {self.prediction_length!r}")
+        for name in ("prediction_length", "context_length"):
+            value = getattr(self, name)
+            if (value is not None or name == "prediction_length") and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"data.{name} must be a whole number of steps >= 1, got {value!r}; "
+                                  f"pass --set data.{name}=N" + (", or leave it out for the default" if name == "context_length" else ""))
         if self.context_length is None:
             self.context_length = 2 * self.prediction_length
         if self.season_length is None:

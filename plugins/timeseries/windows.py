@@ -85,8 +85,8 @@ class TrainWindows(torch.utils.data.IterableDataset):
         self.points = np.array([max(0, len(t) - h + 1) for t in prepared.target], dtype=np.int64)
         if self.points.sum() == 0:
             raise DataError(
-                f"no training window: every series is shorter than prediction_length={h} once the "
-                "backtest windows are held out; lower prediction_length, test_windows or val_windows"
+                f"no training window: every series is shorter than data.prediction_length={h} once the "
+                "backtest windows are held out; lower data.prediction_length, data.test_windows or data.val_windows"
             )
         self.epoch = 0
 
@@ -162,7 +162,7 @@ def backtest_data(series: SeriesSet, *, test_windows: int = 1, val_windows: int 
     """
     h = series.prediction_length
     if test_windows < 1 or val_windows < 0:
-        raise ConfigError(f"test_windows must be >= 1 and val_windows >= 0, got {test_windows} and {val_windows}")
+        raise ConfigError(f"data.test_windows must be >= 1 and data.val_windows >= 0, got {test_windows} and {val_windows}")
     held = (test_windows + val_windows) * h
     test = [(i, len(it.target) - k * h) for i, it in enumerate(series.items) for k in range(test_windows, 0, -1)
             if len(it.target) - k * h > 0]

@@ -99,6 +99,7 @@ def digits(img_size: int = 32, augment: bool = True, shift: int = 2, mixup: floa
 
 
 def _scan(root: Path, classes: list[str] | None = None) -> tuple[list[tuple[Path, int]], list[str]]:
+    discovered = classes is None  # the training classes; a validation or test folder may hold fewer
     if classes is None:
         classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
@@ -110,6 +111,11 @@ def _scan(root: Path, classes: list[str] | None = None) -> tuple[list[tuple[Path
             items += [(f, label) for f in sorted(folder.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not items:
         raise DataError(f"{root} holds no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
+    counts = np.bincount([label for _, label in items], minlength=len(classes))
+    found = [f"{name} ({int(n)} images)" for name, n in zip(classes, counts, strict=True) if n]
+    if discovered and len(found) < 2:
+        raise DataError(f"{root}: image_folder needs images of at least two classes, found {', '.join(found)}; "
+                        "a classifier of one class learns nothing: add a folder of images for each other class")
     return items, classes
 
 
@@ -133,7 +139,7 @@ def image_folder(path: str | None = None, img_size: int = 224, val_fraction: flo
         raise ConfigError("image_folder needs the folder of images: --set data.path=/path/to/images")
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise ConfigError(f"image_folder: {root} is not a folder")
+        raise ConfigError(f"image_folder: {root} is not a folder; pass the folder of class folders with --set data.path=DIR")
     split_dirs = {name: root / name for name in ("train", "val", "validation", "test") if (root / name).is_dir()}
     if "train" in split_dirs:
         train_items, classes = _scan(split_dirs["train"])
@@ -174,10 +180,28 @@ class _ArraysOnly(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: CIFAR batches hold only arrays and lists")
 
 
+class NotCifarError(ConfigError, pickle.UnpicklingError):
+    """A file that is not a CIFAR python batch: a configuration error that is still the
+    ``UnpicklingError`` it always was."""
+
+
 def _load_pickle(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as f:
-        raw = _ArraysOnly(f, encoding="bytes").load()
+    try:
+        with open(path, "rb") as f:
+            raw = _ArraysOnly(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError) as exc:  # the unpickler's error names no file
+        raise NotCifarError(f"{path}: not a CIFAR batch file ({exc}); pass the files of the CIFAR python "
+                          "distribution unchanged") from exc
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
+
+
+def _records(file: Path, size: int) -> np.ndarray:
+    """The fixed-size records of a binary CIFAR file: ``[N, size]`` bytes."""
+    raw = np.fromfile(file, dtype=np.uint8)
+    if raw.size % size:
+        raise ConfigError(f"{file}: {raw.size} bytes is not a whole number of {size}-byte CIFAR records; "
+                          "the file is truncated or not a CIFAR binary batch")
+    return raw.reshape(-1, size)
 
 
 def _find_cifar(root: Path) -> Path:
@@ -212,7 +236,7 @@ def _read_cifar(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
                 hwc(np.asarray(test["data"], dtype=np.uint8)), np.asarray(test["fine_labels"]), classes)
     if (folder / "data_batch_1.bin").is_file():  # CIFAR-10, binary: label byte + 3072 pixels
         def read10(files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-            rows = np.concatenate([np.fromfile(f, dtype=np.uint8).reshape(-1, 3073) for f in files])
+            rows = np.concatenate([_records(f, 3073) for f in files])
             return hwc(rows[:, 1:]), rows[:, 0].astype(np.int64)
         train_x, train_y = read10([folder / f"data_batch_{i}.bin" for i in range(1, 6) if (folder / f"data_batch_{i}.bin").is_file()])
         test_x, test_y = read10([folder / "test_batch.bin"])
@@ -221,7 +245,7 @@ def _read_cifar(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
         return train_x, train_y, test_x, test_y, classes
     # CIFAR-100, binary: coarse byte, fine byte + 3072 pixels
     def read100(file: Path) -> tuple[np.ndarray, np.ndarray]:
-        rows = np.fromfile(file, dtype=np.uint8).reshape(-1, 3074)
+        rows = _records(file, 3074)
         return hwc(rows[:, 2:]), rows[:, 1].astype(np.int64)
     train_x, train_y = read100(folder / "train.bin")
     test_x, test_y = read100(folder / "test.bin")
@@ -244,7 +268,7 @@ def cifar_files(path: str | None = None, img_size: int = 32, val_fraction: float
         raise ConfigError("cifar_files needs the folder of the CIFAR batch files: --set data.path=/path/to/cifar-10-batches-py")
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise ConfigError(f"cifar_files: {root} is not a folder")
+        raise ConfigError(f"cifar_files: {root} is not a folder; pass the folder of the batch files with --set data.path=DIR")
     train_x, train_y, test_x, test_y, classes = _read_cifar(_find_cifar(root))
     n_val = round(len(train_x) * val_fraction)
     cut = len(train_x) - n_val
