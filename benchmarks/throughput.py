@@ -170,10 +170,11 @@ def measure(cell: Cell, workdir: Path, repeat: int) -> dict[str, Any]:
         raise ValueError(f"throughput measures fp32 or bf16, not {cell.precision} (fp16's grad scaler may skip "
                          "optimizer steps, which the step clock counts)")
     from bestiary.engine.strategy import resolve_device
+    from bestiary.errors import UserError
 
     try:
         device = resolve_device(str(s["device"]))
-    except ValueError as exc:  # the engine's remedy names --device; a suite names its device
+    except UserError as exc:  # the engine's remedy names --device; a suite names its device
         raise RuntimeError("this cell measures on CUDA and torch sees no GPU here; run it on a GPU machine, "
                            "or use a suite with device = \"auto\" or \"cpu\" (the `throughput` suite)") from exc
     requested = batch = cell.batch_size or 32

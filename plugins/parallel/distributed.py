@@ -58,8 +58,20 @@ class DistributedStrategy(Strategy):
 
     def teardown(self) -> None:
         if self._owns_group and dist.is_initialized():
+            self._leave_together()
             dist.destroy_process_group()
             self._owns_group = False
+
+    def _leave_together(self) -> None:
+        """Wait for every rank before the group goes: a gloo rank whose peers close their
+        connections while it still tears its own down can abort (SIGABRT) at exit. The wait is
+        bounded, so a rank that failed alone still leaves; NCCL groups are left as they are."""
+        if dist.get_backend() != "gloo":
+            return
+        try:
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+        except RuntimeError:  # a peer is gone already: nothing left to wait for
+            pass
 
     def barrier(self) -> None:
         dist.barrier()

@@ -167,7 +167,6 @@ def read_jsonl(path: Path, freq: str | None) -> tuple[list[Item], str, list[str]
             target = _numbers(record["target"], "target", 1, missing=True)
             start = pd.Timestamp(str(record.get("start", DEFAULT_START)))
             cov = _numbers(record.get("feat_dynamic_real", np.zeros((0, len(target)))), "feat_dynamic_real", 2)
-            cov = cov.reshape(-1, len(target))
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(f"{path}, line {n}: not a series ({type(exc).__name__}: {exc}); write one JSON object per "
                             "line with 'target' (a list of finite numbers, null where missing) and optionally "
@@ -177,6 +176,11 @@ def read_jsonl(path: Path, freq: str | None) -> tuple[list[Item], str, list[str]
             what = "is empty" if len(target) == 0 else f"holds no numbers (all {len(target)} values are null)"
             raise DataError(f"{path}, line {n}: the target of item {item_id!r} {what}; a series needs numbers "
                             "(null only where one is missing), or drop the line")
+        try:
+            cov = cov.reshape(-1, len(target))
+        except ValueError as exc:
+            raise DataError(f"{path}, line {n}: feat_dynamic_real of item {item_id!r} is not rows of numbers as long "
+                            f"as its target ({len(target)}): {exc}") from exc
         items.append(Item(item_id, start, target, cov))
     if not items:
         raise DataError(f"{path}: no series; write one JSON object per line with 'target' (and optionally 'start')")

@@ -138,8 +138,15 @@ def test_a_damaged_model_file_names_the_file_and_the_remedy(toy_run: Path, tmp_p
     np.save(tmp_path / "x.npy", np.zeros((2, 1, 4, 4), np.float32))
     done = bestiary("predict", str(run), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "p.jsonl"),
                     cwd=tmp_path)
-    assert_user_error(done, 1, str(weights), "damaged", "export the model again")
-    assert_user_error(bestiary("evaluate", str(run), cwd=tmp_path), 1, str(weights), "damaged")
+    # the folder's manifest catches it first, naming the folder and the file
+    assert_user_error(done, 1, str(run / "model"), "model.safetensors", "truncated or modified",
+                      "train the model again")
+    assert_user_error(bestiary("evaluate", str(run), cwd=tmp_path), 1, str(run / "model"), "model.safetensors")
+    # a folder written before manifests existed: safetensors' own error, with the file named
+    (run / "model" / "manifest.json").unlink()
+    done = bestiary("predict", str(run), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "p.jsonl"),
+                    cwd=tmp_path)
+    assert_user_error(done, 1, str(weights), "cannot be read", "train the model again")
 
 
 def test_a_full_disk_names_the_output_path(toy_run: Path, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bestiary.errors import ConfigError
+from bestiary.errors import ConfigError, DataError
 from bestiary.plugins.timeseries.datasets import elnino
 from bestiary.plugins.timeseries.files import series_file
 
@@ -28,7 +28,7 @@ def _csv(path: Path, target_b: object) -> Path:
 ])
 def test_a_series_without_numbers_is_refused(tmp_path: Path, target: object, what: str) -> None:
     path = _csv(tmp_path / "sales.csv", target)
-    with pytest.raises(ConfigError, match=rf"^{path}: column 'target' of item 'b' {what}; give the item at least one "
+    with pytest.raises(DataError, match=rf"^{path}: column 'target' of item 'b' {what}; give the item at least one "
                                           r"number .*, or drop its rows$"):
         series_file(str(path))
 
@@ -36,7 +36,7 @@ def test_a_series_without_numbers_is_refused(tmp_path: Path, target: object, wha
 def test_a_file_without_rows_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "empty.csv"
     path.write_text("item_id,timestamp,target\n")
-    with pytest.raises(ConfigError, match=rf"^{path}: no rows; write one row per item and timestamp"):
+    with pytest.raises(DataError, match=rf"^{path}: no rows; write one row per item and timestamp"):
         series_file(str(path), freq="D")
 
 
@@ -46,10 +46,10 @@ def test_a_json_line_without_numbers_is_refused(tmp_path: Path, target: list[obj
     lines = [{"start": "2024-01-01", "target": [1.0, 2.0, 3.0] * 10, "item_id": "ok"},
              {"start": "2024-01-01", "target": target, "item_id": "bad"}]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    with pytest.raises(ConfigError, match=rf"^{path}, line 2: the target of item 'bad' {what}; a series needs numbers"):
+    with pytest.raises(DataError, match=rf"^{path}, line 2: the target of item 'bad' {what}; a series needs numbers"):
         series_file(str(path), freq="D")
     path.write_text("\n")
-    with pytest.raises(ConfigError, match=rf"^{path}: no series; write one JSON object per line"):
+    with pytest.raises(DataError, match=rf"^{path}: no series; write one JSON object per line"):
         series_file(str(path), freq="D")
 
 
@@ -74,11 +74,11 @@ def test_built_in_series_refuse_a_horizon_or_context_below_one(field: str, value
 def test_unreadable_files_and_bad_columns_name_the_file_and_the_field(tmp_path: Path) -> None:
     bad = tmp_path / "sales.parquet"
     bad.write_bytes(b"not parquet at all")
-    with pytest.raises(ConfigError, match=rf"^{bad}: cannot read it as PARQUET \(.*\); pass a long table"):
+    with pytest.raises(DataError, match=rf"^{bad}: cannot read it as PARQUET \(.*\); pass a long table"):
         series_file(str(bad))
     stamps = tmp_path / "stamps.csv"
     stamps.write_text("item_id,timestamp,target\na,2024-01-01,1\na,yesterday-ish,2\n")
-    with pytest.raises(ConfigError, match=rf"^{stamps}: column 'timestamp' holds values that are not timestamps \("):
+    with pytest.raises(DataError, match=rf"^{stamps}: column 'timestamp' holds values that are not timestamps \("):
         series_file(str(stamps))
     path = _csv(tmp_path / "ok.csv", 1.0)
     with pytest.raises(ConfigError, match=rf"^{path}: data\.covariates names 'price', not a column \(columns: item_id, "
@@ -93,6 +93,6 @@ def test_unreadable_files_and_bad_columns_name_the_file_and_the_field(tmp_path: 
 def test_json_covariates_of_the_wrong_length_name_the_line(tmp_path: Path) -> None:
     path = tmp_path / "series.jsonl"
     path.write_text(json.dumps({"start": "2024-01-01", "target": [1.0] * 30, "feat_dynamic_real": [[1.0] * 29]}) + "\n")
-    with pytest.raises(ConfigError, match=rf"^{path}, line 1: feat_dynamic_real of item '0' is not rows of numbers "
+    with pytest.raises(DataError, match=rf"^{path}, line 1: feat_dynamic_real of item '0' is not rows of numbers "
                                           r"as long as its target \(30\)"):
         series_file(str(path), freq="D")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import bestiary
-from bestiary.errors import ConfigError
+from bestiary.errors import ConfigError, DataError
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +33,7 @@ def _images(folder: Path, count: int) -> None:
 
 def test_one_class_tree_is_refused_naming_the_folder_and_the_class(tmp_path: Path) -> None:
     _images(tmp_path / "tree" / "cats", 9)
-    with pytest.raises(ConfigError, match=rf"^{tmp_path / 'tree'}: image_folder needs images of at least two classes, "
+    with pytest.raises(DataError, match=rf"^{tmp_path / 'tree'}: image_folder needs images of at least two classes, "
                                           r"found cats \(9 images\); a classifier of one class learns nothing: "
                                           r"add a folder of images for each other class$"):
         bestiary.build("datasets", "image_folder", path=str(tmp_path / "tree"), img_size=8)
@@ -43,7 +43,7 @@ def test_a_second_class_folder_without_images_does_not_count(tmp_path: Path) -> 
     _images(tmp_path / "split" / "train" / "cats", 4)
     (tmp_path / "split" / "train" / "dogs").mkdir()
     (tmp_path / "split" / "train" / "dogs" / "notes.txt").write_text("no images here")
-    with pytest.raises(ConfigError, match=r"/split/train: image_folder needs images of at least two classes, found cats \(4 images\);"):
+    with pytest.raises(DataError, match=r"/split/train: image_folder needs images of at least two classes, found cats \(4 images\);"):
         bestiary.build("datasets", "image_folder", path=str(tmp_path / "split"), img_size=8)
     _images(tmp_path / "split" / "train" / "birds", 4)
     _images(tmp_path / "split" / "val" / "cats", 2)  # a validation folder may hold fewer classes
