@@ -58,3 +58,23 @@ def test_raw_digits_are_refused_with_the_remedy(digits_run: Path, tmp_path: Path
     with pytest.raises(DataError, match=r"values span \[0, 16\], but the model was trained on images scaled to \[0, 1\]"):
         predict_file(digits_run, tmp_path / "big.npy", tmp_path / "p.jsonl", device="cpu")
     assert not (tmp_path / "p.jsonl").exists()  # nothing written
+
+
+def test_the_documented_forecasting_line_predicts(tmp_path: Path) -> None:
+    import json
+
+    text = TRAINING_MD.read_text(encoding="utf-8")
+    section = text[text.index("### Building an input file"):]
+    line = re.search(r"`(\{\"item_id\".*?\})`", section).group(1)
+    previous = bestiary.get_host()
+    bestiary.reset_host(bestiary.PluginHost(autoload=False))
+    try:
+        run = tmp_path / "run"
+        train(RunConfig(arch="seasonal_naive", dataset="co2", max_steps=1, run_dir=str(run), quiet=True))
+        (tmp_path / "series.jsonl").write_text(line + "\n")
+        written = predict_file(run, tmp_path / "series.jsonl", tmp_path / "f.jsonl", device="cpu")
+    finally:
+        bestiary.reset_host(previous)
+    rows = [json.loads(r) for r in (tmp_path / "f.jsonl").read_text().splitlines()]
+    assert written == len(rows) > 0 and {r["item_id"] for r in rows} == {"a"}
+    assert all(np.isfinite(r["mean"]) for r in rows)
