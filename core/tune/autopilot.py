@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..engine.torchrun import toml_string
+from ..engine.torchrun import toml_string, toml_value
 from ..errors import ConfigError, UserError
 from ..host import PluginHost, get_host
 from ..registry import Entry
@@ -525,32 +525,16 @@ def to_toml(values: dict[str, Any]) -> str:
         if isinstance(value, dict):
             tables.append((key, value))
         else:
-            lines.append(f"{_key(key)} = {_value(value)}")
+            lines.append(f"{_key(key)} = {toml_value(value)}")
     for key, table in tables:
         lines.append(f"\n[{_key(key)}]")
-        lines.extend(f"{_key(k)} = {_value(v)}" for k, v in table.items() if v is not None)
+        lines.extend(f"{_key(k)} = {toml_value(v)}" for k, v in table.items() if v is not None)
     return "\n".join(lines) + "\n"
 
 
 def _key(key: str) -> str:
     bare = key.replace("_", "").replace("-", "")
     return key if bare.isascii() and bare.isalnum() else toml_string(key)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return toml_string(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items() if v is not None) + "}"
-    raise TypeError(f"cannot write {value!r} as TOML")
 
 
 def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:

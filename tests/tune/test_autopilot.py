@@ -121,9 +121,10 @@ def test_a_budget_too_small_for_one_epoch_fails_with_what_it_needs(tmp_path: Pat
     from bestiary.tune.budget import parse_duration
 
     out = tmp_path / "auto"
+    # a million samples: one epoch takes many times the 2 s budget even on a fast machine
     res = CliRunner().invoke(main, ["autopilot", "--dataset", "blobs", "--include", "toy_*", "--time-budget", "2s",
                                     "--max-epochs", "3", "--runs-root", str(tmp_path / "runs"), "--out", str(out),
-                                    "--set", "batch_size=16", "--set", "data.n=40000"])
+                                    "--set", "batch_size=16", "--set", "data.n=1000000"])
     assert res.exit_code == 1, res.output
     _plan_and_phases(res.stderr)
     (line,) = [x for x in res.stderr.splitlines() if x.startswith("Error:")]
