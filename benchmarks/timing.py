@@ -31,15 +31,21 @@ def cpu_snapshot() -> tuple[float, float] | None:
     return (user + nice + system + irq + softirq + steal) / _TICK, times.user + times.system
 
 
+def others_between(before: tuple[float, float] | None, after: tuple[float, float] | None,
+                   seconds: float) -> float | None:
+    """CPU cores that other processes kept busy between two :func:`cpu_snapshot` s taken
+    ``seconds`` apart (``None`` when either is missing)."""
+    if before is None or after is None:
+        return None
+    return max(0.0, (after[0] - before[0]) - (after[1] - before[1])) / seconds
+
+
 def others_busy(window: float = 0.5) -> float | None:
     """CPU cores that other processes kept busy over the next ``window`` seconds (``None`` where
     there is no ``/proc/stat``)."""
     before = cpu_snapshot()
     time.sleep(window)
-    after = cpu_snapshot()
-    if before is None or after is None:
-        return None
-    return max(0.0, (after[0] - before[0]) - (after[1] - before[1])) / window
+    return others_between(before, cpu_snapshot(), window)
 
 
 def fitting_threads(usable: int, busy: float, current: int) -> int:
@@ -93,10 +99,7 @@ class StepClock:
             raise RuntimeError(f"only {len(self.times)} optimizer steps ran; expected {warmup + steps}")
         window = self.times[warmup - 1 : warmup + steps]
         seconds = window[-1] - window[0]
-        others = None
-        if len(self.cpu) == 2 and self.cpu[0] is not None and self.cpu[1] is not None:
-            (all0, own0), (all1, own1) = self.cpu[0], self.cpu[1]
-            others = max(0.0, (all1 - all0) - (own1 - own0)) / seconds
+        others = others_between(self.cpu[0], self.cpu[1], seconds) if len(self.cpu) == 2 else None
         return {
             "samples_per_s": steps * batch_size / seconds,
             "seconds": seconds,

@@ -84,8 +84,9 @@ _SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n
 
 
 def toml_string(text: str) -> str:
-    """``text`` as a TOML basic string, in ASCII: every other character as a ``\\uXXXX`` or
-    ``\\UXXXXXXXX`` escape (the TOML spec's; JSON's surrogate pairs are invalid TOML), so the file
+    """``text`` as a TOML basic string written in ASCII: printable ASCII as it is, the TOML spec's
+    short escapes for quotes, backslashes and controls, and every other character as ``\\u`` with
+    four hex digits or ``\\U`` with eight (JSON's surrogate pairs are invalid TOML), so the file
     reads back the same whatever encoding wrote it.
 
     :raises ConfigError: for a lone surrogate (undecodable bytes from the command line), which no
